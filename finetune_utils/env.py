@@ -1,0 +1,139 @@
+"""The environment a lesson runs in: device, seeds, Colab, threads, paths.
+
+Every notebook starts with::
+
+    from finetune_utils import env
+    env.report()          # what we run on
+    env.seed_everything(0)
+    device = env.pick_device()
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from pathlib import Path
+
+#: Environment variable that moves the model cache (the dequantized SmolLM2 etc.).
+CACHE_ENV = "FINETUNE_UTILS_CACHE"
+#: Environment variable that points the course at another data folder.
+DATA_ENV = "FINETUNE_UTILS_DATA"
+
+
+def in_colab() -> bool:
+    """True when running inside Google Colab."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+def pick_device(prefer: str | None = None):
+    """Return the best available ``torch.device``: CUDA, then Apple MPS, then CPU.
+
+    ``prefer`` ("cpu", "cuda", "mps") forces a choice; asking for a device that is
+    not available raises a ``ValueError`` that says what is available.
+    """
+    import torch
+
+    available = ["cpu"]
+    if torch.cuda.is_available():
+        available.insert(0, "cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        available.insert(1 if "cuda" in available else 0, "mps")
+    if prefer is None:
+        return torch.device(available[0])
+    if prefer not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"Unknown device {prefer!r}: use 'cpu', 'cuda' or 'mps'.")
+    if prefer not in available:
+        raise ValueError(
+            f"Device {prefer!r} is not available on this machine; available: {available}. "
+            "Call pick_device() without an argument to take the best one."
+        )
+    return torch.device(prefer)
+
+
+def seed_everything(seed: int = 0, deterministic: bool = True) -> int:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) so that runs repeat.
+
+    With ``deterministic=True`` PyTorch is also asked for deterministic kernels
+    where it has them (``warn_only``, so an op without one still runs).
+    Returns the seed, so that ``seed = seed_everything(3)`` reads well.
+    """
+    import numpy as np
+    import torch
+
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return seed
+
+
+def thread_report() -> dict:
+    """How many CPU cores this machine has and how many threads torch uses."""
+    import torch
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        usable = os.cpu_count() or 1
+    return {
+        "cpu_count": os.cpu_count(),
+        "usable_cores": usable,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+    }
+
+
+def repo_root() -> Path:
+    """The course repository's root (the folder that holds ``data/`` and ``notebooks/``)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """The folder with the course's data sets (``$FINETUNE_UTILS_DATA`` overrides it)."""
+    return Path(os.environ.get(DATA_ENV) or repo_root() / "data")
+
+
+def cache_dir() -> Path:
+    """Where converted models are cached (``$FINETUNE_UTILS_CACHE`` overrides it).
+
+    The default is the user cache folder, e.g. ``~/.cache/finetune_utils`` on Linux.
+    """
+    env_value = os.environ.get(CACHE_ENV)
+    if env_value:
+        return Path(env_value).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("finetune_utils"))
+
+
+def report(print_it: bool = True) -> dict:
+    """Collect (and print) what a lesson runs on: versions, device, threads, paths."""
+    import platform
+
+    import torch
+    import transformers
+
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "device": str(pick_device()),
+        "colab": in_colab(),
+        **thread_report(),
+        "data_dir": str(data_dir()),
+        "cache_dir": str(cache_dir()),
+    }
+    if print_it:
+        width = max(map(len, info))
+        for key, value in info.items():
+            print(f"{key:<{width}}  {value}")
+    return info

