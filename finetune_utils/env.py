@@ -19,6 +19,8 @@ from pathlib import Path
 CACHE_ENV = "FINETUNE_UTILS_CACHE"
 #: Environment variable that points the course at another data folder.
 DATA_ENV = "FINETUNE_UTILS_DATA"
+#: Environment variable for the one GPU / larger-settings switch of every lesson.
+FULL_ENV = "FINETUNE_COURSE_FULL"
 
 
 def in_colab() -> bool:
@@ -50,6 +52,15 @@ def pick_device(prefer: str | None = None):
             "Call pick_device() without an argument to take the best one."
         )
     return torch.device(prefer)
+
+
+def full_run() -> bool:
+    """The lessons' one switch for larger settings (GPU users): ``FINETUNE_COURSE_FULL=1``.
+
+    Off by default, so that every lesson runs in minutes on a 2-core CPU. When on,
+    lessons use more data, epochs and seeds (and, online, may name a larger hub model).
+    """
+    return os.environ.get(FULL_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 def seed_everything(seed: int = 0, deterministic: bool = True) -> int:
@@ -137,3 +148,55 @@ def report(print_it: bool = True) -> dict:
         for key, value in info.items():
             print(f"{key:<{width}}  {value}")
     return info
+
+
+class PeakMemory:
+    """Peak resident memory (RSS) of this process and its children, sampled in a thread.
+
+    ``with PeakMemory() as mem: ...`` then ``mem.peak_gb`` (peak during the block) and
+    ``mem.delta_gb`` (peak minus the RSS at the start). On a CPU this is the honest
+    measure of what training needs; RSS includes memory the allocator keeps cached.
+    """
+
+    def __init__(self, pid: int | None = None, interval: float = 0.05):
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.interval = interval
+        self.start = self.peak = 0
+
+    def sample(self) -> int:
+        import psutil
+
+        try:
+            procs = [self.process, *self.process.children(recursive=True)]
+            return sum(p.memory_info().rss for p in procs)
+        except psutil.Error:
+            return 0
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.sample())
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        import threading
+
+        self.start = self.peak = self.sample()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.sample())
+
+    @property
+    def peak_gb(self) -> float:
+        return self.peak / 2**30
+
+    @property
+    def delta_gb(self) -> float:
+        return (self.peak - self.start) / 2**30

@@ -11,41 +11,18 @@ pass/fail, against the budget the notebook declares in its metadata
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from pathlib import Path
 
 import nbformat
-import psutil
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from finetune_utils.env import PeakMemory  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "_build" / "notebooks"
-
-
-class PeakRSS:
-    """Sample the resident memory of a process tree in a background thread."""
-
-    def __init__(self, pid: int, interval: float = 0.2):
-        self.proc, self.interval, self.peak = psutil.Process(pid), interval, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                procs = [self.proc, *self.proc.children(recursive=True)]
-                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs))
-            except psutil.Error:
-                pass
-            self._stop.wait(self.interval)
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
 
 
 def run(path: Path, timeout: int = 1800) -> dict:
@@ -55,14 +32,14 @@ def run(path: Path, timeout: int = 1800) -> dict:
     start, error, monitor = time.perf_counter(), None, None
     try:
         with client.setup_kernel():
-            monitor = PeakRSS(client.km.provisioner.process.pid)
-            client.execute(cleanup_kc=False)  # kernel stays up until the with-block ends
+            monitor = PeakMemory(client.km.provisioner.process.pid, interval=0.2)
+            with monitor:
+                client.execute(cleanup_kc=False)  # kernel stays up until the with-block ends
     except CellExecutionError as err:
         error = str(err).strip().splitlines()[-1][:120]
     except Exception as err:  # noqa: BLE001 - a table row, not a crash
         error = f"{err.__class__.__name__}: {err}"[:120]
-    finally:
-        peak = monitor.stop() if monitor else 0
+    peak = monitor.peak if monitor else 0
     wall = time.perf_counter() - start
     OUT.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, OUT / path.name)

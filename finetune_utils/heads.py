@@ -1,0 +1,89 @@
+"""Prediction networks on top of the pre-trained encoder.
+
+Adapting a pre-trained encoder means discarding its pre-training head and adding a
+new prediction network. For classification that network is one linear layer on the
+encoder's representation of the first token, [CLS]:
+
+    p(y | x) = softmax(W · h_[CLS] + b),    W: (num_labels, hidden),  b: (num_labels,)
+
+transformers builds exactly this (after BERT's pooler, a tanh layer pre-trained with
+the encoder) in ``AutoModelForSequenceClassification``; token tasks apply the same
+linear layer to every token's vector (``AutoModelForTokenClassification``).
+:func:`classifier` builds them from the packaged encoder, and
+:func:`new_parameter_names` shows which parameters are new (ω) and which come
+from pre-training (θ̂).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import models
+
+TASKS = ("sequence", "pair", "token")
+
+
+def classifier(label_names, task: str = "sequence", name_or_path=None, dropout: float | None = None):
+    """The pre-trained encoder with a new, randomly initialised prediction network.
+
+    ``task`` is ``"sequence"`` (one label per text), ``"pair"`` (one label per text
+    pair: the same head, the two texts joined with [SEP]) or ``"token"`` (one label
+    per token). Returns the model; its config carries the label names.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    label_names = list(label_names)
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if len(label_names) < 2 or len(set(label_names)) != len(label_names):
+        raise ValueError(f"need at least two distinct label names, got {label_names}")
+    source, _ = models._resolve(name_or_path, models.ENCODER, models.encoder_path)
+    cls = AutoModelForTokenClassification if task == "token" else AutoModelForSequenceClassification
+    extra = {} if dropout is None else {"classifier_dropout": dropout}
+    with models._hub_errors(source), _quiet_transformers():
+        return cls.from_pretrained(
+            str(source),
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={n: i for i, n in enumerate(label_names)},
+            **extra,
+        )
+
+
+class _quiet_transformers:
+    """Silence the 'newly initialized weights' notice: the lessons show it on purpose."""
+
+    def __enter__(self):
+        from transformers.utils import logging
+
+        self._level = logging.get_verbosity()
+        logging.set_verbosity_error()
+
+    def __exit__(self, *exc):
+        from transformers.utils import logging
+
+        logging.set_verbosity(self._level)
+
+
+def checkpoint_names(path: str | Path | None = None) -> set[str]:
+    """Parameter names stored in the pre-trained checkpoint (safetensors)."""
+    from safetensors import safe_open
+
+    folder = Path(path) if path is not None else models.encoder_path()
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as fh:
+        return set(fh.keys())
+
+
+def new_parameter_names(model, path=None) -> list[str]:
+    """Parameters of ``model`` that were *not* in the pre-trained checkpoint: ω, the new network.
+
+    Names are compared without the model-type prefix ("bert." in a classifier).
+    """
+    pretrained = checkpoint_names(path)
+    base = getattr(model, "base_model_prefix", "")  # "bert" in BertForSequenceClassification
+    new = []
+    for name, _ in model.named_parameters():
+        stripped = name[len(base) + 1 :] if base and name.startswith(base + ".") else name
+        if stripped not in pretrained:
+            new.append(name)
+    return new

@@ -1,0 +1,314 @@
+"""Fine-tuning: tokenization, dynamically padded batches, the training loop, Trainer, prediction.
+
+The objective is the loss over the labelled set D = {(x_i, y_i)}:
+
+    (θ̃, ω̃) = argmin_{θ, ω}  Σ_i  L(f_ω(g_θ(x_i)), y_i),    starting from θ = θ̂ (pre-trained)
+
+with L the cross-entropy. :func:`train` is that loop written out (forward, loss,
+backward, AdamW step, linear warm-up then decay); :func:`make_trainer` gives the same
+set-up through ``transformers.Trainer``. Lesson 02 writes the loop in the notebook
+first; later lessons call these helpers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from . import env
+from .evaluation import scores
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def tokenize(ds, tokenizer, text_field: str = "text", pair_field: str | None = None, max_length: int = 128, label_field: str = "label"):
+    """Tokenize a ``Dataset``/``DatasetDict`` for sequence (or pair) classification.
+
+    Texts longer than ``max_length`` tokens are truncated (for pairs, the longer text
+    is cut first). No padding here: batches are padded dynamically by the collator.
+    Keeps only the model inputs and ``labels``.
+    """
+    if not isinstance(max_length, int) or max_length < 8:
+        raise ValueError(f"max_length must be an int >= 8 tokens, got {max_length!r}")
+
+    def encode(batch):
+        texts = batch[text_field]
+        pairs = batch[pair_field] if pair_field else None
+        out = tokenizer(texts, pairs, truncation="longest_first" if pairs else True, max_length=max_length)
+        out["labels"] = batch[label_field]
+        return out
+
+    columns = _columns(ds)
+    return ds.map(encode, batched=True, remove_columns=columns)
+
+
+def tokenize_tokens(ds, tokenizer, entity_labels, max_length: int = 128):
+    """Tokenize a span data set (text + entities) for token classification.
+
+    Every word piece gets a BIO tag from the character spans (``data.spans_to_bio``
+    on the tokenizer's offset mapping); special tokens get -100 (ignored by the loss).
+    """
+    from .data import spans_to_bio
+
+    def encode(batch):
+        out = tokenizer(batch["text"], truncation=True, max_length=max_length, return_offsets_mapping=True)
+        out["labels"] = [
+            spans_to_bio(_entities(ents, entity_labels), offsets, entity_labels)
+            for ents, offsets in zip(batch["entities"], out.pop("offset_mapping"))
+        ]
+        return out
+
+    return ds.map(encode, batched=True, remove_columns=_columns(ds))
+
+
+def _entities(ents, entity_labels):
+    """Entities with string labels (the loader stores them as ClassLabel ids)."""
+    return [
+        {**e, "label": entity_labels[e["label"]] if isinstance(e["label"], int) else e["label"]} for e in ents
+    ]
+
+
+def _columns(ds):
+    names = ds.column_names
+    return next(iter(names.values())) if isinstance(names, dict) else names
+
+
+def collator(tokenizer, task: str = "sequence", pad_to: int | None = None):
+    """A collator that pads each batch to its longest member (or to ``pad_to`` tokens)."""
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
+
+    padding = "max_length" if pad_to else "longest"
+    if task == "token":
+        return DataCollatorForTokenClassification(tokenizer, padding=padding, max_length=pad_to)
+    return DataCollatorWithPadding(tokenizer, padding=padding, max_length=pad_to)
+
+
+def loader(ds, tokenizer, batch_size: int = 16, shuffle: bool = False, seed: int = 0, task: str = "sequence", pad_to=None):
+    """A ``DataLoader`` over a tokenized data set, with dynamic padding."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    keep = [c for c in ds.column_names if c in MODEL_INPUTS]
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        ds.select_columns(keep),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        collate_fn=collator(tokenizer, task=task, pad_to=pad_to),
+    )
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _task_of(model) -> str:
+    return "token" if type(model).__name__.endswith("ForTokenClassification") else "sequence"
+
+
+def _check_labels(model, ds):
+    num_labels = model.config.num_labels
+    labels = np.asarray([x for row in ds["labels"] for x in (row if isinstance(row, list) else [row])])
+    labels = labels[labels != -100]
+    if labels.size and (labels.min() < 0 or labels.max() >= num_labels):
+        raise ValueError(
+            f"labels range over {labels.min()}..{labels.max()} but the head predicts {num_labels} classes; "
+            f"build the classifier with the data set's label names (num_labels={labels.max() + 1})."
+        )
+
+
+def train(
+    model,
+    train_ds,
+    tokenizer,
+    val_ds=None,
+    *,
+    epochs: int = 3,
+    lr: float = 5e-5,
+    batch_size: int = 16,
+    warmup_ratio: float = 0.1,
+    weight_decay: float = 0.01,
+    max_grad_norm: float = 1.0,
+    class_weights=None,
+    seed: int = 0,
+    device=None,
+    pad_to: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Fine-tune ``model`` on a tokenized data set with the hand-written loop.
+
+    Every parameter with ``requires_grad`` is updated (θ̂ → θ̃ and ω̃, or only a part:
+    see :mod:`finetune_utils.freezing`). AdamW, linear warm-up over ``warmup_ratio``
+    of the steps then linear decay to 0, gradient clipping, cross-entropy (optionally
+    class-weighted; -100 labels ignored). Returns the history: per-step loss, and per
+    epoch the mean training loss, validation scores and seconds.
+    """
+    import torch
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    if epochs < 1 or lr <= 0 or batch_size < 1:
+        raise ValueError(f"need epochs >= 1, lr > 0 and batch_size >= 1; got {epochs}, {lr}, {batch_size}")
+    _check_labels(model, train_ds)
+    env.seed_everything(seed)
+    device = device or env.pick_device()
+    model.to(device)
+    task = _task_of(model)
+    batches = loader(train_ds, tokenizer, batch_size, shuffle=True, seed=seed, task=task, pad_to=pad_to)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters: unfreeze something before training")
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
+    )
+    total_steps = epochs * len(batches)
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(warmup_ratio * total_steps), total_steps)
+    weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=device)
+
+    history = {"step": [], "loss": [], "lr": [], "epoch": [], "epoch_step": [], "train_loss": [], "seconds": []}
+    step = 0
+    bar = tqdm(total=total_steps, desc="fine-tuning", disable=not progress, leave=False)
+    for epoch in range(1, epochs + 1):
+        model.train()
+        start, losses = time.perf_counter(), []
+        for batch in batches:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            labels = batch.pop("labels")
+            logits = model(**batch).logits
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), weight=weight, ignore_index=-100
+            )
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            losses.append(loss.item())
+            history["step"].append(step)
+            history["loss"].append(losses[-1])
+            history["lr"].append(scheduler.get_last_lr()[0])
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
+        history["seconds"].append(time.perf_counter() - start)
+        history["epoch"].append(epoch)
+        history["epoch_step"].append(step)
+        history["train_loss"].append(float(np.mean(losses)))
+        if val_ds is not None:
+            for key, value in evaluate(model, val_ds, tokenizer, batch_size=64, device=device).items():
+                history.setdefault(f"val_{key}", []).append(value)
+    bar.close()
+    return history
+
+
+def predict(model, ds, tokenizer, batch_size: int = 64, device=None, progress: bool = False) -> np.ndarray:
+    """Logits for a tokenized data set, in order: (n, classes), or (n, tokens, classes) padded for token tasks."""
+    import torch
+    from tqdm.auto import tqdm
+
+    device = device or next(model.parameters()).device
+    model.eval()
+    task = _task_of(model)
+    outputs = []
+    with torch.no_grad():
+        for batch in tqdm(loader(ds, tokenizer, batch_size, task=task), desc="predicting", disable=not progress, leave=False):
+            batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+            outputs.append(model(**batch).logits.float().cpu().numpy())
+    if task == "token":
+        width = max(o.shape[1] for o in outputs)
+        outputs = [np.pad(o, ((0, 0), (0, width - o.shape[1]), (0, 0)), constant_values=np.nan) for o in outputs]
+    return np.concatenate(outputs)
+
+
+def evaluate(model, ds, tokenizer, batch_size: int = 64, device=None) -> dict:
+    """Macro-F1, micro-F1 and accuracy of ``model`` on a tokenized data set.
+
+    For token tasks the scores are over word pieces that carry a label (not -100).
+    """
+    logits = predict(model, ds, tokenizer, batch_size, device)
+    if logits.ndim == 3:
+        y_true, y_pred = [], []
+        for row_logits, labels in zip(logits, ds["labels"]):
+            labels = np.asarray(labels)
+            keep = labels != -100
+            y_true.extend(labels[keep])
+            y_pred.extend(row_logits[: len(labels)][keep].argmax(-1))
+        return scores(y_true, y_pred)
+    return scores(ds["labels"], logits.argmax(-1))
+
+
+# --------------------------------------------------------------------------- Trainer
+
+
+def make_trainer(
+    model,
+    train_ds,
+    tokenizer,
+    val_ds=None,
+    *,
+    epochs: int = 3,
+    lr: float = 5e-5,
+    batch_size: int = 16,
+    warmup_ratio: float = 0.1,
+    weight_decay: float = 0.01,
+    max_grad_norm: float = 1.0,
+    seed: int = 0,
+    output_dir: str | None = None,
+    progress: bool = True,
+):
+    """The same fine-tuning set-up as :func:`train`, through ``transformers.Trainer``.
+
+    No checkpoints are written unless ``output_dir`` is given; no telemetry
+    (``report_to="none"``). Evaluates macro-F1 on ``val_ds`` after each epoch.
+    """
+    import tempfile
+
+    from transformers import Trainer, TrainingArguments
+
+    _check_labels(model, train_ds)
+    task = _task_of(model)
+
+    def compute_metrics(prediction):
+        logits, labels = prediction.predictions, prediction.label_ids
+        if logits.ndim == 3:
+            keep = labels != -100
+            return scores(labels[keep], logits.argmax(-1)[keep])
+        return scores(labels, logits.argmax(-1))
+
+    args = TrainingArguments(
+        output_dir=output_dir or tempfile.mkdtemp(prefix="trainer-"),
+        num_train_epochs=epochs,
+        learning_rate=lr,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=64,
+        warmup_steps=warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=weight_decay,
+        max_grad_norm=max_grad_norm,
+        lr_scheduler_type="linear",
+        eval_strategy="epoch" if val_ds is not None else "no",
+        save_strategy="epoch" if output_dir else "no",
+        logging_steps=5,
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        use_cpu=env.pick_device().type == "cpu",
+    )
+    return Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        data_collator=collator(tokenizer, task=task),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+    )
