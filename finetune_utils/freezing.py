@@ -4,19 +4,54 @@ Fine-tuning updates the pre-trained parameters θ̂ → θ̃ together with the n
 Freezing keeps (part of) θ̂ fixed: fewer parameters to update, less memory for
 optimizer state, faster epochs, at some cost in accuracy. LoRA keeps θ̂ frozen and
 learns a low-rank update ΔW = B·A beside chosen weight matrices.
+
+    from finetune_utils import freezing, heads
+    model = heads.classifier(label_names)
+    model = freezing.apply_strategy(model, "last_k", k=2)
+    freezing.trainable_summary(model)      # {'trainable': ..., 'total': ..., 'trainable_share': ...}
+    freezing.trainable_by_block(model)     # which blocks train: embeddings, layer.0 … layer.5, pooler, head
 """
 
 from __future__ import annotations
 
+import re
+
 STRATEGIES = ("full", "head_only", "last_k", "lora")
+
+#: peft task types, by the end of the model's class name (used when ``task_type`` is not given).
+_PEFT_TASK_TYPES = {
+    "ForSequenceClassification": "SEQ_CLS",
+    "ForTokenClassification": "TOKEN_CLS",
+    "ForCausalLM": "CAUSAL_LM",
+    "ForQuestionAnswering": "QUESTION_ANS",
+}
+
+
+def _unwrap(model):
+    """The plain transformers model inside a peft wrapper (or the model itself)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) and hasattr(model, "peft_config") else model
 
 
 def _encoder(model):
     """The pre-trained body (e.g. ``model.bert``) of a task model."""
+    model = _unwrap(model)
     base = getattr(model, "base_model_prefix", None)
     if base and hasattr(model, base):
         return getattr(model, base)
-    raise ValueError(f"{type(model).__name__} has no pre-trained body to freeze (base_model_prefix)")
+    raise ValueError(
+        f"{type(model).__name__} has no pre-trained body to freeze (no base_model_prefix attribute): "
+        "pass a task model such as heads.classifier(...), not a bare encoder."
+    )
+
+
+def _layers(body):
+    """The stack of transformer layers of a pre-trained body (BERT: ``encoder.layer``; Llama: ``layers``)."""
+    encoder = getattr(body, "encoder", None)
+    for layers in (getattr(encoder, "layer", None), getattr(body, "layers", None), getattr(body, "h", None)):
+        if layers is not None:
+            return list(layers)
+    raise ValueError(f"cannot find the transformer layers of {type(body).__name__} (looked for encoder.layer, layers, h)")
 
 
 def freeze_encoder(model):
@@ -26,18 +61,28 @@ def freeze_encoder(model):
     return model
 
 
+def unfreeze_all(model):
+    """Make every parameter trainable again (full fine-tuning). Returns the model."""
+    for param in model.parameters():
+        param.requires_grad = True
+    return model
+
+
 def unfreeze_last_layers(model, k: int):
     """Freeze the encoder except its last ``k`` transformer layers (and the pooler).
 
     ``k=0`` is the same as :func:`freeze_encoder`; ``k`` equal to the number of layers
-    trains every layer but the embeddings.
+    trains every layer but the embeddings. The head always stays trainable.
     """
     body = _encoder(model)
-    layers = body.encoder.layer
-    if not isinstance(k, int) or not 0 <= k <= len(layers):
-        raise ValueError(f"k must be an int between 0 and {len(layers)} (the encoder's layers), got {k!r}")
+    layers = _layers(body)
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= len(layers):
+        raise ValueError(
+            f"k must be an int between 0 and {len(layers)} (the encoder's layers), got {k!r}; "
+            f"k=0 freezes the whole encoder, k={len(layers)} trains every layer but the embeddings."
+        )
     freeze_encoder(model)
-    for layer in list(layers)[len(layers) - k :]:
+    for layer in layers[len(layers) - k :]:
         for param in layer.parameters():
             param.requires_grad = True
     if k > 0 and getattr(body, "pooler", None) is not None:
@@ -46,14 +91,36 @@ def unfreeze_last_layers(model, k: int):
     return model
 
 
-def apply_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.1, target_modules=("query", "value"), task_type="SEQ_CLS"):
+def apply_lora(
+    model,
+    r: int = 8,
+    alpha: int = 16,
+    dropout: float = 0.1,
+    target_modules=("query", "value"),
+    task_type: str | None = None,
+):
     """Wrap ``model`` with LoRA adapters (peft); the new head stays fully trainable.
 
-    Returns the ``PeftModel``. ``target_modules`` names the linear layers that get
-    a low-rank update (BERT's attention ``query`` and ``value`` by default).
+    Every linear layer whose name ends with one of ``target_modules`` (BERT's attention
+    ``query`` and ``value`` by default) gets a low-rank update ΔW = (alpha / r) · B·A,
+    with A: (r, in) and B: (out, r), so r·(in + out) new parameters per matrix; the
+    original weights are frozen. ``task_type`` ("SEQ_CLS", "TOKEN_CLS", "CAUSAL_LM")
+    is taken from the model's class when not given; for classification tasks peft keeps
+    the head (``classifier``) trainable. Returns the ``PeftModel``.
     """
     from peft import LoraConfig, get_peft_model
 
+    if hasattr(model, "peft_config"):
+        raise ValueError("the model already has LoRA adapters: apply LoRA to a fresh model (heads.classifier(...))")
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise ValueError(f"the LoRA rank r must be a positive int, got {r!r}")
+    if isinstance(target_modules, str):
+        target_modules = (target_modules,)
+    if task_type is None:
+        name = type(model).__name__
+        task_type = next((t for end, t in _PEFT_TASK_TYPES.items() if name.endswith(end)), None)
+        if task_type is None:
+            raise ValueError(f"cannot tell the peft task type of {name}; pass task_type (e.g. 'SEQ_CLS')")
     config = LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules), task_type=task_type
     )
@@ -61,16 +128,26 @@ def apply_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.1, target_
 
 
 def apply_strategy(model, strategy: str, k: int = 2, **lora_kwargs):
-    """Apply one of :data:`STRATEGIES` ("full", "head_only", "last_k", "lora")."""
+    """Apply one of :data:`STRATEGIES` and return the model to train.
+
+    - ``"full"``: every parameter trains (θ̂ → θ̃ and ω̃);
+    - ``"head_only"``: the encoder is frozen, only the new head trains;
+    - ``"last_k"``: the last ``k`` layers, the pooler and the head train;
+    - ``"lora"``: LoRA adapters (``lora_kwargs`` go to :func:`apply_lora`) and the head train.
+
+    For ``"lora"`` the returned object is a new ``PeftModel`` wrapping ``model``: train that one.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"Unknown strategy {strategy!r}; choose one of {STRATEGIES}")
+    if lora_kwargs and strategy != "lora":
+        raise ValueError(f"{sorted(lora_kwargs)} only apply to strategy='lora', not {strategy!r}")
     if strategy == "full":
-        return model
+        return unfreeze_all(model)
     if strategy == "head_only":
         return freeze_encoder(model)
     if strategy == "last_k":
         return unfreeze_last_layers(model, k)
-    if strategy == "lora":
-        return apply_lora(model, **lora_kwargs)
-    raise ValueError(f"Unknown strategy {strategy!r}; choose one of {STRATEGIES}")
+    return apply_lora(model, **lora_kwargs)
 
 
 def trainable_summary(model) -> dict:
@@ -80,3 +157,72 @@ def trainable_summary(model) -> dict:
     total = count_parameters(model)
     trainable = count_parameters(model, trainable_only=True)
     return {"trainable": trainable, "total": total, "trainable_share": trainable / total}
+
+
+_LAYER = re.compile(r"\.(?:layer|layers|h)\.(\d+)\.")
+
+
+def block_of(name: str) -> str:
+    """The block a parameter name belongs to: "embeddings", "layer.<i>", "pooler" or "head".
+
+    LoRA adapters count in the layer they adapt; everything outside the pre-trained
+    body's embeddings, layers and pooler (the classifier, a language-model head) is "head".
+    """
+    match = _LAYER.search(name)
+    if match:
+        return f"layer.{match.group(1)}"
+    if "embeddings." in name or "embed_tokens." in name:
+        return "embeddings"
+    if "pooler." in name:
+        return "pooler"
+    return "head"
+
+
+def trainable_by_block(model) -> dict:
+    """Per block (embeddings, layer.0 …, pooler, head): ``{"trainable": n, "total": n}``, in model order.
+
+    Shows at a glance which part of the network a strategy updates.
+    """
+    blocks, seen = {}, set()
+    for name, param in model.named_parameters():
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        row = blocks.setdefault(block_of(name), {"trainable": 0, "total": 0})
+        row["total"] += param.numel()
+        if param.requires_grad:
+            row["trainable"] += param.numel()
+    return blocks
+
+
+def memory_estimate(model, optimizer: str = "adamw") -> dict:
+    """Bytes that training needs for parameters, gradients and optimizer state (not activations).
+
+    - ``weights``: every parameter, trainable or not (its dtype's size each);
+    - ``gradients``: one value per trainable parameter;
+    - ``optimizer_state``: AdamW keeps two running averages (m and v) per trainable
+      parameter, plain SGD none (``optimizer="sgd"``).
+
+    Activations kept for the backward pass come on top; they grow with batch size ×
+    sequence length and with how deep the backward pass goes.
+    """
+    states = {"adamw": 2, "adam": 2, "sgd": 0}
+    if optimizer not in states:
+        raise ValueError(f"optimizer must be one of {sorted(states)}, got {optimizer!r}")
+    weights = gradients = 0
+    seen = set()
+    for param in model.parameters():
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        size = param.numel() * param.element_size()
+        weights += size
+        if param.requires_grad:
+            gradients += size
+    state = states[optimizer] * gradients
+    return {
+        "weights": weights,
+        "gradients": gradients,
+        "optimizer_state": state,
+        "total": weights + gradients + state,
+    }

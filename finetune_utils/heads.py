@@ -18,28 +18,50 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import models
+from . import env, models
 
 TASKS = ("sequence", "pair", "token")
 
 
-def classifier(label_names, task: str = "sequence", name_or_path=None, dropout: float | None = None):
+def classifier(
+    label_names,
+    task: str = "sequence",
+    name_or_path=None,
+    dropout: float | None = None,
+    seed: int | None = None,
+):
     """The pre-trained encoder with a new, randomly initialised prediction network.
 
     ``task`` is ``"sequence"`` (one label per text), ``"pair"`` (one label per text
     pair: the same head, the two texts joined with [SEP]) or ``"token"`` (one label
-    per token). Returns the model; its config carries the label names.
+    per token; pass the BIO tag names). ``dropout`` overrides the dropout before the
+    classifier; ``seed``, if given, seeds every generator first so that the new
+    head ω gets the same random initial values every time. Returns the model
+    (``BertForSequenceClassification`` / ``BertForTokenClassification`` for the
+    packaged encoder); its config carries the label names (``id2label``/``label2id``).
     """
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
+    if isinstance(label_names, str):
+        raise TypeError(
+            f"label_names must be a list of names, got the string {label_names!r}; "
+            "pass e.g. the names that data.load returns: ds, labels = data.load(name)"
+        )
     label_names = list(label_names)
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    if len(label_names) < 2 or len(set(label_names)) != len(label_names):
-        raise ValueError(f"need at least two distinct label names, got {label_names}")
+    if len(label_names) < 2:
+        raise ValueError(f"a classifier needs at least two label names, got {label_names}")
+    duplicates = sorted({n for n in label_names if label_names.count(n) > 1}, key=str)
+    if duplicates:
+        raise ValueError(f"label names must be distinct; {duplicates} appear more than once in {label_names}")
+    if dropout is not None and not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout is a probability in [0, 1), got {dropout!r}")
     source, _ = models._resolve(name_or_path, models.ENCODER, models.encoder_path)
     cls = AutoModelForTokenClassification if task == "token" else AutoModelForSequenceClassification
     extra = {} if dropout is None else {"classifier_dropout": dropout}
+    if seed is not None:
+        env.seed_everything(seed)
     with models._hub_errors(source), _quiet_transformers():
         return cls.from_pretrained(
             str(source),

@@ -35,6 +35,10 @@ def tokenize(ds, tokenizer, text_field: str = "text", pair_field: str | None = N
     """
     if not isinstance(max_length, int) or max_length < 8:
         raise ValueError(f"max_length must be an int >= 8 tokens, got {max_length!r}")
+    columns = _columns(ds)
+    for name in (text_field, pair_field, label_field):
+        if name is not None and name not in columns:
+            raise ValueError(f"the data set has no column {name!r} (its columns: {columns}); name the right field")
 
     def encode(batch):
         texts = batch[text_field]
@@ -43,34 +47,70 @@ def tokenize(ds, tokenizer, text_field: str = "text", pair_field: str | None = N
         out["labels"] = batch[label_field]
         return out
 
-    columns = _columns(ds)
     return ds.map(encode, batched=True, remove_columns=columns)
 
 
-def tokenize_tokens(ds, tokenizer, entity_labels, max_length: int = 128):
+def tokenize_tokens(ds, tokenizer, entity_labels=None, max_length: int = 128):
     """Tokenize a span data set (text + entities) for token classification.
 
-    Every word piece gets a BIO tag from the character spans (``data.spans_to_bio``
-    on the tokenizer's offset mapping); special tokens get -100 (ignored by the loss).
+    Every word piece gets a BIO tag id from the character spans (``data.spans_to_bio``
+    on the tokenizer's offset mapping): B-X for the first piece inside an entity of
+    type X, I-X for the following pieces, O outside; special tokens get -100 (ignored
+    by the loss). ``entity_labels`` are the entity types (``["PRODUCT", ...]``); the
+    BIO tag names that ``data.load`` returns are accepted too, and by default the
+    types are read from the data set's features. Tag ids follow ``data.bio_names``.
     """
     from .data import spans_to_bio
+
+    if not isinstance(max_length, int) or max_length < 8:
+        raise ValueError(f"max_length must be an int >= 8 tokens, got {max_length!r}")
+    columns = _columns(ds)
+    if "text" not in columns or "entities" not in columns:
+        raise ValueError(f"tokenize_tokens needs 'text' and 'entities' columns (a span data set); got {columns}")
+    stored = _stored_entity_names(ds)  # names of the ClassLabel ids in the data set (None: strings)
+    entity_labels = _entity_types(stored, entity_labels)
+    unknown = sorted(set(stored or ()) - set(entity_labels))
+    if unknown:
+        raise ValueError(f"the data set has entity types {unknown} that are not in entity_labels={entity_labels}")
 
     def encode(batch):
         out = tokenizer(batch["text"], truncation=True, max_length=max_length, return_offsets_mapping=True)
         out["labels"] = [
-            spans_to_bio(_entities(ents, entity_labels), offsets, entity_labels)
+            spans_to_bio(_entities(ents, stored), offsets, entity_labels)
             for ents, offsets in zip(batch["entities"], out.pop("offset_mapping"))
         ]
         return out
 
-    return ds.map(encode, batched=True, remove_columns=_columns(ds))
+    return ds.map(encode, batched=True, remove_columns=columns)
 
 
-def _entities(ents, entity_labels):
-    """Entities with string labels (the loader stores them as ClassLabel ids)."""
-    return [
-        {**e, "label": entity_labels[e["label"]] if isinstance(e["label"], int) else e["label"]} for e in ents
-    ]
+def _stored_entity_names(ds):
+    """The names of the entity label ids stored in a span data set, or None if it stores strings."""
+    first = next(iter(ds.values())) if hasattr(ds, "values") else ds
+    feature = first.features["entities"]
+    inner = feature.feature if hasattr(feature, "feature") else feature[0]  # List({...}) or [{...}]
+    label_feature = inner.get("label") if isinstance(inner, dict) else None
+    return list(label_feature.names) if hasattr(label_feature, "names") else None
+
+
+def _entity_types(stored, entity_labels) -> list[str]:
+    """Entity types from the argument (types or BIO names), else the stored names."""
+    if entity_labels is None:
+        if stored is None:
+            raise ValueError("the data set stores entity labels as strings: pass entity_labels (the entity types)")
+        return stored
+    entity_labels = list(entity_labels)
+    if entity_labels and entity_labels[0] == "O" and all(n[:2] in ("B-", "I-") for n in entity_labels[1:]):
+        types = list(dict.fromkeys(n[2:] for n in entity_labels[1:]))  # BIO names -> types, in order
+        if ["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")] != entity_labels:
+            raise ValueError(f"BIO names must be 'O', then B-X, I-X for each type X (data.bio_names); got {entity_labels}")
+        return types
+    return entity_labels
+
+
+def _entities(ents, stored_names):
+    """Entities with string labels (the loader stores them as ClassLabel ids named ``stored_names``)."""
+    return [{**e, "label": stored_names[e["label"]] if isinstance(e["label"], int) else e["label"]} for e in ents]
 
 
 def _columns(ds):
@@ -112,6 +152,12 @@ def _task_of(model) -> str:
 
 
 def _check_labels(model, ds):
+    """Raise a clear error if the data set's labels do not fit the model's head."""
+    if "labels" not in ds.column_names:
+        raise ValueError(
+            f"the data set has no 'labels' column (columns: {ds.column_names}); "
+            "tokenize it first with training.tokenize (or tokenize_tokens for token tasks)"
+        )
     num_labels = model.config.num_labels
     labels = np.asarray([x for row in ds["labels"] for x in (row if isinstance(row, list) else [row])])
     labels = labels[labels != -100]
@@ -145,8 +191,15 @@ def train(
     Every parameter with ``requires_grad`` is updated (θ̂ → θ̃ and ω̃, or only a part:
     see :mod:`finetune_utils.freezing`). AdamW, linear warm-up over ``warmup_ratio``
     of the steps then linear decay to 0, gradient clipping, cross-entropy (optionally
-    class-weighted; -100 labels ignored). Returns the history: per-step loss, and per
-    epoch the mean training loss, validation scores and seconds.
+    class-weighted; -100 labels ignored). The model is left on ``device``.
+
+    Returns the history, a dict of lists:
+
+    * per optimizer step: ``step`` (1, 2, ...), ``loss`` (that batch's loss),
+      ``lr`` (the learning rate after the step's scheduler update);
+    * per epoch: ``epoch`` (1, 2, ...), ``epoch_step`` (the step at the epoch's end),
+      ``train_loss`` (the mean of the epoch's batch losses), ``seconds``, and with
+      ``val_ds`` ``val_macro_f1``, ``val_micro_f1``, ``val_accuracy``.
     """
     import torch
     import torch.nn.functional as F

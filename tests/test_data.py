@@ -315,3 +315,13 @@ def test_hub_option_validates_labels_and_reports_failures(tmp_path):
         data.load("sst5", source="hub")
     with pytest.raises(data.DataError, match="need an internet connection"):
         data.load("tweet_sentiment", source="hub", path=tmp_path / "nothing-here")
+
+
+def test_data_cards_figures_are_current():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parent.parent / "tools" / "sync_data_cards.py"
+    out = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -1,0 +1,469 @@
+"""Instruction fine-tuning (SFT) of a chat model: data, loss masking, LoRA, training, evaluation.
+
+An SFT example is a chat: the user's instruction and the response we want. Laid
+out with the model's chat template it becomes one token sequence::
+
+    <|im_start|>system ... <|im_end|>\\n<|im_start|>user\\n{instruction}<|im_end|>\\n<|im_start|>assistant\\n{response}<|im_end|>\\n
+    └──────────────────────────── prompt: label -100 (not trained) ───────────────────────────┘└──── trained ─────┘
+
+The loss is the usual next-token cross-entropy, but only on the response tokens
+and the ``<|im_end|>`` that closes them: every other position gets the label
+-100, which the cross-entropy ignores. The model learns to *answer*, not to
+reproduce prompts. :func:`build_example` makes the ids and labels,
+:class:`Collator` pads batches dynamically, :func:`add_lora` wraps the model with
+peft, :func:`train` is the loop, and :func:`response_loss`, :func:`json_metrics`
+and :func:`label_metrics` evaluate without an external judge.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+
+import numpy as np
+
+from . import data, env
+from .prompting import chat_prompt, end_of_turn_id, require_chat_template
+
+#: The label PyTorch's cross-entropy ignores: positions that are not trained.
+IGNORE_INDEX = -100
+
+
+class SequenceTooLongError(ValueError):
+    """An SFT example does not fit in ``max_length`` tokens."""
+
+
+# --------------------------------------------------------------------------- examples
+
+
+def pad_token_id(tokenizer) -> int:
+    """The id used to pad batches: the tokenizer's pad token, else its EOS token.
+
+    Falling back to EOS is safe here: padded positions have attention mask 0 and
+    label -100, so neither the model's outputs at real positions nor the loss ever
+    depend on the pad id. A tokenizer with neither token raises a ``ValueError``.
+    """
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    if tokenizer.eos_token_id is not None:
+        return tokenizer.eos_token_id
+    raise ValueError(
+        "The tokenizer has neither a pad token nor an EOS token, so batches cannot be padded: "
+        "set one, e.g. tokenizer.pad_token = tokenizer.eos_token or tokenizer.add_special_tokens({'pad_token': '<pad>'})."
+    )
+
+
+def _check_messages(messages) -> None:
+    if not isinstance(messages, (list, tuple)) or len(messages) < 2:
+        raise ValueError("an SFT example needs at least a user message and the assistant's response")
+    for m in messages:
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise ValueError(f"every message must be a dict with 'role' and 'content', got {m!r}")
+    if messages[-1]["role"] != "assistant":
+        raise ValueError(f"the last message must be the assistant's response (the training target), got role {messages[-1]['role']!r}")
+    if not str(messages[-1]["content"]).strip():
+        raise ValueError("the assistant's response is empty: there would be nothing to train on")
+
+
+def build_example(tokenizer, messages, max_length: int | None = 256) -> dict:
+    """Token ids and loss labels for one chat, with the loss on the final response only.
+
+    The prompt (every turn before the last, plus the opened assistant turn) is
+    tokenized on its own, exactly as at generation time, then the rest (response,
+    ``<|im_end|>``, the template's trailing newline). Labels are -100 on the prompt,
+    the token ids on the response and its closing end-of-turn token, and -100 after
+    it. Returns ``input_ids``, ``attention_mask``, ``labels`` (lists) and
+    ``prompt_length``. Raises :class:`SequenceTooLongError` above ``max_length``.
+    """
+    require_chat_template(tokenizer)
+    _check_messages(messages)
+    messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+    prompt_text = chat_prompt(tokenizer, messages[:-1]) if messages[-2]["role"] == "user" else tokenizer.apply_chat_template(
+        messages[:-1], add_generation_prompt=True, tokenize=False
+    )
+    full_text = tokenizer.apply_chat_template(messages, tokenize=False)
+    if not full_text.startswith(prompt_text):
+        raise ValueError(
+            "The chat template does not lay out the conversation as prompt + response "
+            "(the text with the response does not start with the prompt text), so the response "
+            "tokens cannot be located; use a template whose generation prompt opens the assistant turn."
+        )
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    rest_ids = tokenizer(full_text[len(prompt_text) :], add_special_tokens=False)["input_ids"]
+    end = end_of_turn_id(tokenizer)
+    if end not in rest_ids:
+        raise ValueError(
+            f"The chat template does not close the assistant's turn with the EOS token {tokenizer.eos_token!r}; "
+            "the model would never learn to stop. Set tokenizer.eos_token to the template's end-of-turn token."
+        )
+    n_trained = rest_ids.index(end) + 1
+    input_ids = prompt_ids + rest_ids
+    labels = [IGNORE_INDEX] * len(prompt_ids) + rest_ids[:n_trained] + [IGNORE_INDEX] * (len(rest_ids) - n_trained)
+    if max_length is not None and len(input_ids) > max_length:
+        raise SequenceTooLongError(
+            f"the example has {len(input_ids)} tokens (prompt {len(prompt_ids)}), more than max_length={max_length}; "
+            "raise max_length or drop the example (build_examples drops and counts them)."
+        )
+    return {
+        "input_ids": input_ids,
+        "attention_mask": [1] * len(input_ids),
+        "labels": labels,
+        "prompt_length": len(prompt_ids),
+    }
+
+
+def build_examples(tokenizer, conversations, max_length: int | None = 256, verbose: bool = True) -> list[dict]:
+    """:func:`build_example` for many chats; those longer than ``max_length`` are dropped (and counted)."""
+    out, dropped = [], 0
+    for messages in conversations:
+        try:
+            out.append(build_example(tokenizer, messages, max_length))
+        except SequenceTooLongError:
+            dropped += 1
+    if verbose and dropped:
+        print(f"dropped {dropped} of {dropped + len(out)} examples longer than {max_length} tokens")
+    if not out:
+        raise ValueError(f"no example fits in max_length={max_length} tokens")
+    return out
+
+
+def show_mask(tokenizer, example: dict, width: int = 18) -> list[tuple[str, int, bool]]:
+    """(token text, label, trained?) for every position of an example: what the loss sees."""
+    rows = []
+    for token_id, label in zip(example["input_ids"], example["labels"]):
+        rows.append((tokenizer.decode([token_id])[:width], label, label != IGNORE_INDEX))
+    return rows
+
+
+# --------------------------------------------------------------------------- batches
+
+
+class Collator:
+    """Pads a list of examples into a batch: ``input_ids`` with ``pad_id``, mask 0, labels -100.
+
+    By default each batch is padded to its longest example (dynamic padding);
+    ``pad_to`` pads every batch to that fixed length instead (what a static-shape
+    pipeline does), and rejects longer examples.
+    """
+
+    def __init__(self, pad_id: int, pad_to: int | None = None):
+        if not isinstance(pad_id, int) or pad_id < 0:
+            raise ValueError(f"pad_id must be a token id (int >= 0), got {pad_id!r}; see sft.pad_token_id(tokenizer)")
+        self.pad_id, self.pad_to = pad_id, pad_to
+
+    def __call__(self, examples: list[dict]) -> dict:
+        import torch
+
+        if not examples:
+            raise ValueError("cannot collate an empty batch")
+        longest = max(len(e["input_ids"]) for e in examples)
+        width = longest if self.pad_to is None else self.pad_to
+        if longest > width:
+            raise SequenceTooLongError(f"an example has {longest} tokens, more than pad_to={self.pad_to}")
+        batch = {
+            "input_ids": torch.full((len(examples), width), self.pad_id, dtype=torch.long),
+            "attention_mask": torch.zeros((len(examples), width), dtype=torch.long),
+            "labels": torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long),
+        }
+        for row, e in enumerate(examples):
+            n = len(e["input_ids"])
+            if len(e["labels"]) != n:
+                raise ValueError(f"example {row}: {n} input ids but {len(e['labels'])} labels")
+            batch["input_ids"][row, :n] = torch.tensor(e["input_ids"])
+            batch["attention_mask"][row, :n] = 1
+            batch["labels"][row, :n] = torch.tensor(e["labels"])
+        return batch
+
+
+def batch_indices(n: int, batch_size: int, shuffle: bool = True, seed: int = 0, lengths=None) -> list[list[int]]:
+    """Split ``range(n)`` into batches; with ``lengths``, group examples of similar length.
+
+    Length grouping (shuffle, then sort by length inside windows of 8 batches, then
+    shuffle the batches) keeps the randomness of the order but wastes little on padding.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = list(range(n))
+    rng = random.Random(seed)
+    if shuffle:
+        rng.shuffle(order)
+    if lengths is not None:
+        window = 8 * batch_size
+        order = [i for s in range(0, n, window) for i in sorted(order[s : s + window], key=lambda i: lengths[i])]
+    batches = [order[s : s + batch_size] for s in range(0, n, batch_size)]
+    if shuffle and lengths is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+# --------------------------------------------------------------------------- model
+
+
+def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0, target_modules=("q_proj", "v_proj"), layers=None):
+    """Wrap a causal LM with LoRA adapters (peft): only the adapters train.
+
+    Each targeted linear layer W (d_out × d_in) gets W + (alpha / r) · B A with
+    A (r × d_in) random and B (d_out × r) zero, so training starts from the
+    pre-trained model exactly. ``layers`` (a list of layer indices) restricts the
+    adapters to some transformer blocks; on a CPU, adapting only the top blocks also
+    saves the backward pass through the blocks below them.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    if r < 1:
+        raise ValueError(f"LoRA rank r must be >= 1, got {r}")
+    config = LoraConfig(
+        task_type="CAUSAL_LM",
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=list(target_modules),
+        layers_to_transform=list(layers) if layers is not None else None,
+        bias="none",
+    )
+    return get_peft_model(model, config)
+
+
+def _decoder_and_head(model):
+    return model.get_decoder(), model.get_output_embeddings()
+
+
+def batch_loss(model, batch, reduction: str = "mean"):
+    """Next-token cross-entropy on the trained positions (labels != -100) of a padded batch.
+
+    The same value as ``model(**batch).loss`` in transformers (labels shifted by one,
+    mean over trained tokens), but the output layer (576 → 49 152 for SmolLM2) is
+    applied only at the positions that predict a trained token: with the loss on the
+    responses only, most positions need no logits at all. ``reduction="sum"``
+    returns the summed loss and the number of trained tokens.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    decoder, head = _decoder_and_head(model)
+    labels = batch["labels"]
+    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != IGNORE_INDEX
+    if not keep.any():
+        raise ValueError("the batch has no trained token (every label is -100)")
+    logits = head(hidden[:, :-1][keep]).float()
+    total = F.cross_entropy(logits, targets[keep], reduction="sum")
+    n = int(keep.sum())
+    if reduction == "sum":
+        return total, n
+    return total / n
+
+
+def response_loss(model, examples, pad_id: int, batch_size: int = 8) -> dict:
+    """Held-out loss on response tokens: mean NLL per trained token, its perplexity, the token count.
+
+    Perplexity = exp(mean loss): the model is, on average, as unsure of the next
+    response token as a uniform choice among that many tokens.
+    """
+    import torch
+
+    collate = Collator(pad_id)
+    device = next(model.parameters()).device
+    total, tokens = 0.0, 0
+    model.eval()
+    with torch.inference_mode():
+        for idx in batch_indices(len(examples), batch_size, shuffle=False):
+            batch = {k: v.to(device) for k, v in collate([examples[i] for i in idx]).items()}
+            loss_sum, n = batch_loss(model, batch, reduction="sum")
+            total, tokens = total + float(loss_sum), tokens + n
+    mean = total / tokens
+    return {"loss": mean, "perplexity": perplexity(mean), "tokens": tokens}
+
+
+def perplexity(mean_loss: float) -> float:
+    """exp(mean cross-entropy in nats per token)."""
+    if mean_loss < 0:
+        raise ValueError(f"a cross-entropy is never negative, got {mean_loss}")
+    return float(math.exp(mean_loss))
+
+
+def train(
+    model,
+    examples,
+    pad_id: int,
+    *,
+    epochs: float = 1,
+    lr: float = 1e-3,
+    batch_size: int = 8,
+    warmup_steps: int = 2,
+    weight_decay: float = 0.0,
+    max_grad_norm: float = 1.0,
+    seed: int = 0,
+    pad_to: int | None = None,
+    group_by_length: bool = True,
+    checkpoints=(),
+    on_checkpoint=None,
+    progress: bool = True,
+) -> dict:
+    """Instruction-tune ``model`` (its trainable parameters, e.g. LoRA adapters) on SFT examples.
+
+    AdamW, linear warm-up over ``warmup_steps`` then a constant learning rate (so that
+    the model after n examples is the same whether or not we train further), gradient
+    clipping, the loss of :func:`batch_loss`. ``epochs`` may be fractional. Batches
+    are padded dynamically (``pad_to`` pads to a fixed length instead) and, with
+    ``group_by_length``, built from examples of similar length.
+
+    ``checkpoints``: numbers of examples seen at which ``on_checkpoint(n_seen, model)``
+    is called (the model is put in eval mode for the call, then back in train mode):
+    one run then gives the model after 8, 32, 128, ... examples.
+
+    Returns the history: per-step loss, examples seen, and the tokens (real, not
+    padding) and seconds, so that ``tokens_per_s`` measures throughput.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    if not examples:
+        raise ValueError("no training examples")
+    if epochs <= 0 or lr <= 0 or batch_size < 1:
+        raise ValueError(f"need epochs > 0, lr > 0 and batch_size >= 1; got {epochs}, {lr}, {batch_size}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters: add LoRA adapters (sft.add_lora) or unfreeze some")
+    env.seed_everything(seed)
+    device = next(model.parameters()).device
+    collate = Collator(pad_id, pad_to)
+    lengths = [len(e["input_ids"]) for e in examples] if group_by_length else None
+    batches = []
+    for epoch in range(math.ceil(epochs)):
+        batches += batch_indices(len(examples), batch_size, shuffle=True, seed=seed + epoch, lengths=lengths)
+    batches = batches[: max(1, round(epochs * len(examples) / batch_size))]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup_steps + 1)))
+    pending = sorted(set(checkpoints))
+    history = {"step": [], "loss": [], "seen": [], "tokens": 0, "padded_tokens": 0, "seconds": 0.0}
+    seen = 0
+    model.train()
+    start = time.perf_counter()
+    for step, idx in enumerate(tqdm(batches, desc="SFT", disable=not progress, leave=False), 1):
+        batch = collate([examples[i] for i in idx])
+        history["tokens"] += int(batch["attention_mask"].sum())
+        history["padded_tokens"] += batch["input_ids"].numel()
+        batch = {k: v.to(device) for k, v in batch.items()}
+        loss = batch_loss(model, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        seen += len(idx)
+        history["step"].append(step)
+        history["loss"].append(float(loss))
+        history["seen"].append(seen)
+        while pending and seen >= pending[0] and on_checkpoint is not None:
+            history["seconds"] += time.perf_counter() - start
+            model.eval()
+            on_checkpoint(pending.pop(0), model)
+            model.train()
+            start = time.perf_counter()
+    history["seconds"] += time.perf_counter() - start
+    history["tokens_per_s"] = history["tokens"] / history["seconds"]
+    model.eval()
+    return history
+
+
+# --------------------------------------------------------------------------- evaluation without a judge
+
+
+def parse_json_object(text: str):
+    """The JSON object in a reply, leniently: the text itself, else the span from the first '{' to the last '}'.
+
+    Returns a dict, or None. Lenient parsing separates *content* (did the model
+    get the fields right?) from *format* (did it reply with the bare object?).
+    """
+    for candidate in (text.strip(), text[text.find("{") : text.rfind("}") + 1] if "{" in text else ""):
+        try:
+            obj = json.loads(candidate)
+        except (json.JSONDecodeError, TypeError):
+            continue
+        if isinstance(obj, dict):
+            return obj
+    return None
+
+
+def json_metrics(predictions, references, keys=data.EXTRACT_KEYS) -> dict:
+    """Format and content scores of JSON extraction replies against the reference answers.
+
+    - ``valid_json``: share of replies that parse, as they are, as a JSON object;
+    - ``valid_schema``: share that are exactly a valid answer (``data.json_answer_problem``:
+      the four keys in order, allowed values) — format compliance;
+    - ``field_<key>``: share whose value for ``key`` equals the reference (lenient
+      parsing; a missing or unparseable reply counts as wrong) — content;
+    - ``all_fields``: share with every field right.
+    """
+    predictions, references = list(predictions), list(references)
+    if len(predictions) != len(references) or not references:
+        raise ValueError(f"need equally many predictions and references, got {len(predictions)} and {len(references)}")
+    n = len(references)
+    out = {"n": n, "valid_json": 0.0, "valid_schema": 0.0}
+    field_hits = {k: 0 for k in keys}
+    all_hits = 0
+    for pred, ref in zip(predictions, references):
+        ref_obj = json.loads(ref) if isinstance(ref, str) else ref
+        try:
+            out["valid_json"] += isinstance(json.loads(pred.strip()), dict)
+        except (json.JSONDecodeError, TypeError):
+            pass
+        out["valid_schema"] += data.json_answer_problem(pred.strip()) is None
+        obj = parse_json_object(pred) or {}
+        hits = [k in obj and obj[k] == ref_obj[k] for k in keys]
+        for k, hit in zip(keys, hits):
+            field_hits[k] += hit
+        all_hits += all(hits)
+    out["valid_json"] /= n
+    out["valid_schema"] /= n
+    out.update({f"field_{k}": v / n for k, v in field_hits.items()})
+    out["mean_field"] = float(np.mean([field_hits[k] / n for k in keys]))
+    out["all_fields"] = all_hits / n
+    return out
+
+
+def label_metrics(predictions, references, labels=data.DEPARTMENTS) -> dict:
+    """Format and content scores of one-label replies.
+
+    - ``valid_label``: share of replies that are exactly one of ``labels`` (after
+      stripping spaces) — format compliance;
+    - ``accuracy``: share exactly equal to the reference label;
+    - ``mentioned``: share whose first label word mentioned in the reply is the right one
+      (lenient: "This is a billing issue." counts) — content.
+    """
+    predictions, references = list(predictions), list(references)
+    if len(predictions) != len(references) or not references:
+        raise ValueError(f"need equally many predictions and references, got {len(predictions)} and {len(references)}")
+    import re
+
+    labels = list(labels)
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, labels)) + r")\b", re.IGNORECASE)
+    n = len(references)
+    valid = sum(p.strip() in labels for p in predictions)
+    exact = sum(p.strip() == r for p, r in zip(predictions, references))
+    first = [pattern.search(p) for p in predictions]
+    mentioned = sum(m is not None and m.group(1).lower() == r for m, r in zip(first, references))
+    return {"n": n, "valid_label": valid / n, "accuracy": exact / n, "mentioned": mentioned / n}
+
+
+def evaluate_replies(checks, predictions, references) -> dict:
+    """Scores of generated replies on the checkable instruction tasks.
+
+    ``checks`` holds each example's ``check`` field ("json", "label" or None):
+    JSON rows go to :func:`json_metrics` (keys prefixed ``json_``), label rows to
+    :func:`label_metrics` (prefixed ``label_``); other rows are skipped.
+    """
+    checks, predictions, references = list(checks), list(predictions), list(references)
+    out = {}
+    for kind, fn in (("json", json_metrics), ("label", label_metrics)):
+        rows = [i for i, c in enumerate(checks) if c == kind]
+        if rows:
+            scores = fn([predictions[i] for i in rows], [references[i] for i in rows])
+            out.update({f"{kind}_{k}": v for k, v in scores.items()})
+    if not out:
+        raise ValueError("no checkable example (check 'json' or 'label') among the replies")
+    return out

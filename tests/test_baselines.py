@@ -1,0 +1,25 @@
+import pytest
+
+from finetune_utils import baselines, data
+
+
+def test_majority_and_scores_on_known_labels():
+    result = baselines.majority([0, 0, 1], [0, 1, 1, 0])
+    assert result["accuracy"] == 0.5
+    assert result["macro_f1"] == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_pair_texts_joins_with_sep():
+    assert baselines.pair_texts(["q1", "q2"], ["a1", "a2"]) == ["q1 [SEP] a1", "q2 [SEP] a2"]
+
+
+def test_tfidf_logreg_learns_and_chooses_c_on_validation():
+    ds, labels = data.load("support_sentiment")
+    train, val, test = ds["train"], ds["validation"], ds["test"]
+    model = baselines.tfidf_logreg(train["text"], train["label"], val["text"], val["label"])
+    assert model.C_ in (0.1, 1.0, 10.0, 100.0)
+    scores = baselines.scores(test["label"], model.predict(test["text"]))
+    chance = baselines.majority(train["label"], test["label"])
+    assert scores["macro_f1"] > chance["macro_f1"] + 0.3  # it learns something real
+    fixed = baselines.tfidf_logreg(train["text"][:60], train["label"][:60])
+    assert fixed.C_ == 10.0

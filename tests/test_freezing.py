@@ -1,0 +1,153 @@
+"""Freezing strategies on the real packaged encoder (heads.classifier): which parameters train."""
+
+import pytest
+import torch
+
+from finetune_utils import data, freezing, heads, models, training
+
+LABELS = ["negative", "neutral", "positive"]
+
+
+@pytest.fixture
+def model():
+    return heads.classifier(LABELS)
+
+
+def trainable_names(model):
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_head_only_leaves_exactly_the_classifier_trainable(model):
+    freezing.apply_strategy(model, "head_only")
+    assert trainable_names(model) == {"classifier.weight", "classifier.bias"}
+    summary = freezing.trainable_summary(model)
+    hidden = model.config.hidden_size
+    assert summary["trainable"] == hidden * len(LABELS) + len(LABELS)
+    assert summary["total"] == models.count_parameters(model)
+    assert 0 < summary["trainable_share"] < 1e-3
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 6])
+def test_last_k_trains_exactly_the_last_layers_pooler_and_head(model, k):
+    n_layers = model.config.num_hidden_layers
+    assert n_layers == 6
+    freezing.apply_strategy(model, "last_k", k=k)
+    for name, param in model.named_parameters():
+        if name.startswith("classifier."):
+            expected = True
+        elif name.startswith("bert.pooler."):
+            expected = k > 0
+        elif name.startswith("bert.encoder.layer."):
+            expected = int(name.split(".")[3]) >= n_layers - k
+        else:  # embeddings
+            assert name.startswith("bert.embeddings."), name
+            expected = False
+        assert param.requires_grad is expected, f"{name}: requires_grad should be {expected} for k={k}"
+
+
+def test_last_k_equal_to_depth_trains_everything_but_the_embeddings(model):
+    freezing.unfreeze_last_layers(model, 6)
+    blocks = freezing.trainable_by_block(model)
+    assert blocks["embeddings"]["trainable"] == 0
+    for name, row in blocks.items():
+        if name != "embeddings":
+            assert row["trainable"] == row["total"] > 0, name
+
+
+@pytest.mark.parametrize("k", [-1, 7, 1.5, "2", True, None])
+def test_bad_k_raises_a_clear_error(model, k):
+    with pytest.raises(ValueError, match=r"k must be an int between 0 and 6"):
+        freezing.apply_strategy(model, "last_k", k=k)
+
+
+def test_unknown_strategy_raises(model):
+    with pytest.raises(ValueError, match=r"Unknown strategy 'frozen'.*head_only"):
+        freezing.apply_strategy(model, "frozen")
+
+
+def test_lora_options_with_another_strategy_raise(model):
+    with pytest.raises(ValueError, match="only apply to strategy='lora'"):
+        freezing.apply_strategy(model, "head_only", r=4)
+
+
+def test_full_unfreezes_a_previously_frozen_model(model):
+    freezing.freeze_encoder(model)
+    freezing.apply_strategy(model, "full")
+    assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("r", [4, 8])
+def test_lora_trainable_count_matches_the_hand_computed_count(model, r):
+    cfg = model.config
+    d, n_layers, n_labels = cfg.hidden_size, cfg.num_hidden_layers, len(LABELS)
+    # query and value are (d -> d) linear layers: A is (r, d), B is (d, r)
+    per_matrix = r * (d + d)
+    expected = 2 * per_matrix * n_layers + (d * n_labels + n_labels)  # adapters + the classifier
+    base_total = models.count_parameters(model)
+    lora = freezing.apply_strategy(model, "lora", r=r, target_modules=("query", "value"))
+    summary = freezing.trainable_summary(lora)
+    assert summary["trainable"] == expected
+    # every trainable tensor is an adapter or (a trainable copy of) the classifier
+    for name, param in lora.named_parameters():
+        if param.requires_grad:
+            assert "lora_" in name or "classifier" in name, name
+    # peft adds the adapters and keeps a frozen copy of the original classifier beside the trainable one
+    assert summary["total"] == base_total + 2 * per_matrix * n_layers + (d * n_labels + n_labels)
+
+
+def test_lora_on_the_feed_forward_counts_in_and_out_sizes():
+    model = heads.classifier(LABELS)
+    cfg = model.config
+    lora = freezing.apply_lora(model, r=2, target_modules=("intermediate.dense",))
+    expected = 2 * (cfg.hidden_size + cfg.intermediate_size) * cfg.num_hidden_layers + (cfg.hidden_size + 1) * 3
+    assert freezing.trainable_summary(lora)["trainable"] == expected
+
+
+def test_lora_rejects_bad_rank_and_double_wrapping(model):
+    with pytest.raises(ValueError, match="rank r must be a positive int"):
+        freezing.apply_lora(model, r=0)
+    lora = freezing.apply_lora(model, r=2)
+    with pytest.raises(ValueError, match="already has LoRA adapters"):
+        freezing.apply_lora(lora)
+
+
+def test_trainable_by_block_sees_lora_adapters_inside_the_layers(model):
+    lora = freezing.apply_lora(model, r=4)
+    blocks = freezing.trainable_by_block(lora)
+    assert list(blocks)[:2] == ["embeddings", "layer.0"]
+    assert blocks["embeddings"]["trainable"] == 0
+    assert blocks["pooler"]["trainable"] == 0
+    for i in range(6):
+        assert blocks[f"layer.{i}"]["trainable"] == 2 * 4 * (384 + 384)
+    assert blocks["head"]["trainable"] == 384 * 3 + 3
+
+
+def test_memory_estimate_counts_adamw_state_for_trainable_parameters_only(model):
+    full = freezing.memory_estimate(model)
+    n = models.count_parameters(model)
+    assert full["weights"] == full["gradients"] == 4 * n  # float32
+    assert full["optimizer_state"] == 2 * 4 * n
+    assert full["total"] == 4 * 4 * n
+    freezing.freeze_encoder(model)
+    frozen = freezing.memory_estimate(model)
+    assert frozen["weights"] == full["weights"]
+    assert frozen["optimizer_state"] == 2 * 4 * (384 * 3 + 3)
+    assert freezing.memory_estimate(model, optimizer="sgd")["optimizer_state"] == 0
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        freezing.memory_estimate(model, optimizer="lion")
+
+
+def test_one_training_step_with_a_frozen_encoder_changes_only_the_head(model):
+    ds, labels = data.load("support_sentiment")
+    tokenizer = models.load_encoder_tokenizer()
+    small = training.tokenize(ds["train"].select(range(8)), tokenizer, max_length=32)
+    freezing.apply_strategy(model, "head_only")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    # 8 examples, batch 8, 1 epoch: exactly one optimizer step (no warm-up step at lr 0)
+    history = training.train(model, small, tokenizer, epochs=1, batch_size=8, lr=1e-2, warmup_ratio=0.0, progress=False)
+    assert history["step"] == [1]
+    for name, param in model.named_parameters():
+        if name.startswith("classifier."):
+            assert not torch.equal(param, before[name]), f"{name} did not change after a training step"
+        else:
+            assert torch.equal(param, before[name]), f"frozen {name} changed during training"

@@ -1,0 +1,297 @@
+"""The self-check quizzes: the seed's questions are all there, answers check, nothing leaks."""
+
+import base64
+import itertools
+import json
+import re
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from finetune_utils import quiz
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "finetune_utils"
+SEED_DIR = ROOT.parent / "shared" / "seed"  # CI lays ../shared beside the clone
+
+# The seed document's multiple-choice and ordering questions, and the lesson each belongs to:
+# id -> (lesson, kind, words the question must be about, words the correct option must contain).
+SEED_QUESTIONS = {
+    "q01_deploy": (1, "choice", ["support", "pre-trained", "as it is"], ["adapted", "labels"]),
+    "q01_order_steps": (1, "order", ["pre-trained", "classifier"], []),
+    "q02_params": (2, "choice", ["legal", "parameters", "classification layer"], ["θ̂", "θ̃", "ω̃"]),
+    "q02_order_sentiment": (2, "order", ["sentiment", "pre-trained"], []),
+    "q06_startup": (6, "choice", ["startup", "500", "budget"], ["prompt", "few-shot"]),
+    "q07_legal_summaries": (7, "choice", ["500", "legal", "summaries"], ["pre-training"]),
+    "q07_hypothesis": (7, "choice", ["instruction", "concludes"], ["pre-training", "implicit"]),
+    "q08_diagnose": (8, "choice", ["fine-tunes", "loss", "learning rate"], ["learning rate"]),
+    "q09_medical": (9, "choice", ["chatbot", "patients", "clinical"], ["fine-tune", "held-out"]),
+}
+
+
+def package_files():
+    return [p for p in PACKAGE.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+
+
+def wrong_answers(q):
+    if q.kind == "choice":
+        return [k for k in q.letters if k != quiz._correct_answer(q.id)]
+    return ["".join(p) for p in itertools.permutations(q.letters) if "".join(p) != quiz._correct_answer(q.id)]
+
+
+# ------------------------------------------------------------------- content
+
+
+def test_every_seed_question_is_in_its_lesson():
+    assert set(SEED_QUESTIONS) <= set(quiz.questions()), set(SEED_QUESTIONS) - set(quiz.questions())
+    for qid, (lesson, kind, about, in_answer) in SEED_QUESTIONS.items():
+        q = quiz.get(qid)
+        assert (q.lesson, q.kind) == (lesson, kind), qid
+        assert qid in quiz.questions(lesson=lesson)
+        for word in about:
+            assert word.lower() in q.text.lower(), f"{qid}: question should be about {word!r}"
+        correct = quiz._correct_answer(qid)
+        if kind == "choice":
+            for word in in_answer:
+                assert word.lower() in q.options[correct].lower(), f"{qid}: correct option should mention {word!r}"
+
+
+def test_every_question_has_options_and_an_explanation_per_option():
+    for qid in quiz.questions():
+        q = quiz.get(qid)
+        assert re.fullmatch(r"q\d\d_[a-z0-9_]+", qid) and int(qid[1:3]) == q.lesson
+        assert q.kind in ("choice", "order") and len(q.text) > 80 and q.topic
+        assert len(q.options) >= 3 and q.letters == list("ABCDEFGH"[: len(q.options)])
+        assert set(q.explanations) == set(q.options), qid
+        for letter in q.letters:
+            assert len(q.options[letter]) > 30, f"{qid} {letter}: option too short"
+            assert len(q.explanations[letter]) > 60, f"{qid} {letter}: explanation too short"
+            assert q.explanations[letter] != q.options[letter]
+        if q.kind == "order":
+            assert quiz._correct_answer(qid) != "".join(q.letters), f"{qid}: steps listed in their correct order"
+
+
+def test_correct_choices_are_spread_over_the_letters():
+    answers = [quiz._correct_answer(i) for i in quiz.questions() if quiz.get(i).kind == "choice"]
+    assert len(set(answers)) >= 3, f"correct answers too predictable: {answers}"
+
+
+@pytest.mark.skipif(not SEED_DIR.is_dir(), reason="the seed document is not on this machine")
+def test_questions_are_worded_independently_of_the_seed():
+    seed = " ".join(p.read_text() for p in SEED_DIR.glob("*.txt")).lower()
+    seed_words = re.findall(r"[a-z0-9']+", seed)
+    seed_ngrams = {tuple(seed_words[i : i + 7]) for i in range(len(seed_words) - 6)}
+    for qid in quiz.questions():
+        q = quiz.get(qid)
+        for text in [q.text, *q.options.values()]:
+            words = re.findall(r"[a-z0-9']+", text.lower())
+            copied = [" ".join(words[i : i + 7]) for i in range(len(words) - 6) if tuple(words[i : i + 7]) in seed_ngrams]
+            assert not copied, f"{qid}: copies the seed's wording: {copied[:2]}"
+
+
+# ------------------------------------------------------------------- checking answers
+
+
+def test_check_accepts_the_right_answer_and_rejects_every_wrong_one(capsys):
+    for qid in quiz.questions():
+        q = quiz.get(qid)
+        right = quiz._correct_answer(qid)
+        assert quiz.check(qid, right) is True
+        out = capsys.readouterr().out
+        assert "Right" in out and "Not quite" not in out
+        first_words = " ".join(q.explanations[right[0]].split()[:6])
+        assert first_words in " ".join(out.split()), f"{qid}: the explanation is not shown"
+        for wrong in wrong_answers(q):
+            assert quiz.check(qid, wrong) is False, (qid, wrong)
+            out = capsys.readouterr().out
+            assert "Not quite" in out
+            if q.kind == "choice":  # the explanation of the chosen option
+                assert " ".join(q.explanations[wrong].split()[:6]) in " ".join(out.split())
+
+
+def test_answers_are_normalised():
+    order = next(i for i in quiz.questions() if quiz.get(i).kind == "order")
+    right = quiz._correct_answer(order)
+    for form in (right.lower(), ", ".join(right), " → ".join(right), list(right), f"  {'-'.join(right)} "):
+        assert quiz.check(order, form) is True, form
+    choice = "q01_deploy"
+    right = quiz._correct_answer(choice)
+    for form in (right.lower(), f" {right} ", f"{right})", f"{right}."):
+        assert quiz.check(choice, form) is True, form
+
+
+def test_ordering_feedback_counts_steps_in_place(capsys):
+    q = quiz.get("q01_order_steps")
+    right = quiz._correct_answer(q.id)
+    swapped = right[1] + right[0] + right[2:]
+    assert quiz.check(q.id, swapped) is False
+    out = capsys.readouterr().out
+    assert f"{len(right) - 2} of {len(right)} steps in the right place" in out
+
+
+@pytest.mark.parametrize(
+    "qid, answer, error, message",
+    [
+        ("q01_deploy", "E", quiz.InvalidAnswerError, "not an option"),
+        ("q01_deploy", "AB", quiz.InvalidAnswerError, "one letter of A, B, C, D"),
+        ("q01_deploy", "", quiz.InvalidAnswerError, "not an option"),
+        ("q01_deploy", 2, quiz.InvalidAnswerError, "as a string"),
+        ("q01_order_steps", "ABC", quiz.InvalidAnswerError, "4 steps but your answer orders 3"),
+        ("q01_order_steps", "ABCDA", quiz.InvalidAnswerError, "more than once"),
+        ("q01_order_steps", "ABCE", quiz.InvalidAnswerError, "E is not a step"),
+        ("q01_order_steps", None, quiz.InvalidAnswerError, "step letters in order"),
+        ("q01_deplyo", "A", quiz.UnknownQuestionError, "Did you mean 'q01_deploy'"),
+        ("q99_nothing", "A", quiz.UnknownQuestionError, "Available: q01_deploy"),
+    ],
+)
+def test_bad_ids_and_answers_give_clear_errors(qid, answer, error, message):
+    with pytest.raises(error) as info:
+        quiz.check(qid, answer)
+    assert message in str(info.value)
+
+
+def test_questions_by_lesson():
+    assert quiz.questions(lesson=1) == ["q01_deploy", "q01_order_steps"]
+    assert quiz.questions(lesson=7) == ["q07_hypothesis", "q07_legal_summaries"]
+    assert quiz.questions(lesson=3) == []
+    assert sum(len(quiz.questions(lesson=n)) for n in range(10)) == len(quiz.questions())
+    with pytest.raises(ValueError, match="lesson number"):
+        quiz.questions(lesson="1")
+    with pytest.raises(TypeError, match="q01_deploy"):
+        quiz.get(1)
+
+
+def test_ask_prints_the_question_and_options_but_not_the_explanations(capsys):
+    for qid in quiz.questions():
+        q = quiz.get(qid)
+        quiz.ask(qid)
+        out = " ".join(capsys.readouterr().out.split())
+        assert " ".join(q.text.split()[:8]) in out and f'quiz.check("{qid}"' in out
+        for letter in q.letters:
+            assert f"{letter}. " + " ".join(q.options[letter].split()[:5]) in out
+            assert " ".join(q.explanations[letter].split()[:8]) not in out
+
+
+# ------------------------------------------------------------------- storage
+
+
+def test_answers_and_explanations_are_not_in_plain_text_in_the_package():
+    texts = {p: p.read_text(errors="ignore") for p in package_files()}
+    assert PACKAGE / "_quiz_bank.py" in texts
+    for qid in quiz.questions():
+        q = quiz.get(qid)
+        right = quiz._correct_answer(qid)
+        forms = [right] if q.kind == "choice" else [right, ", ".join(right), "-".join(right), " → ".join(right)]
+        for path, text in texts.items():
+            for form in forms:
+                for pattern in (f"{qid}:{form}", f"{qid}={form}", f'"{qid}": "{form}"', f"'{qid}': '{form}'",
+                                f'{qid}", "{form}"', f"{qid}: {form}"):
+                    assert pattern not in text, f"{path.name} gives away {qid}'s answer: {pattern!r}"
+            if q.kind == "order":
+                assert not re.search(rf"(?<![A-Za-z0-9+/]){right}(?![A-Za-z0-9+/=])", text), f"{path.name}: {right}"
+            for secret in (q.text, q.options[right[0]], q.explanations[right[0]]):
+                assert secret[:40] not in text, f"{path.name} contains {qid}'s text in plain text"
+
+
+def test_the_bank_stores_hashes_not_answers():
+    from finetune_utils._quiz_bank import BANK
+
+    entries = json.loads(zlib.decompress(base64.b64decode("".join(BANK.split()))))
+    assert len(entries) == len(quiz.questions())
+    for entry in entries:
+        assert "answer" not in entry and re.fullmatch(r"[0-9a-f]{64}", entry["answer_hash"])
+        right = quiz._correct_answer(entry["id"])
+        assert right not in json.dumps({k: v for k, v in entry.items() if k not in ("options", "explanations", "text", "topic")})
+        if entry["kind"] == "order":
+            assert len(entry["position_hashes"]) == len(entry["options"])
+
+
+def test_export_and_build_round_trip(tmp_path):
+    source, rebuilt = tmp_path / "source.json", tmp_path / "bank.py"
+    tool = [sys.executable, str(ROOT / "tools" / "quiz_bank.py")]
+    out = subprocess.run([*tool, "export", str(source)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    questions = json.loads(source.read_text())
+    assert {q["id"]: q["answer"] for q in questions} == {i: quiz._correct_answer(i) for i in quiz.questions()}
+    out = subprocess.run([*tool, "build", str(source), "--out", str(rebuilt)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert rebuilt.read_text() == (PACKAGE / "_quiz_bank.py").read_text()
+
+    del questions[0]["explanations"]["B"]
+    source.write_text(json.dumps(questions))
+    out = subprocess.run([*tool, "build", str(source), "--out", str(rebuilt)], capture_output=True, text=True)
+    assert out.returncode == 1 and "one explanation per option" in out.stderr
+
+
+def test_build_rejects_malformed_questions():
+    good = quiz._export_source()[0]
+    for change, message in [
+        ({"id": "deploy"}, "ids look like"),
+        ({"lesson": 4}, "does not match"),
+        ({"kind": "essay"}, "kind must be"),
+        ({"answer": "F"}, "answer of a choice question"),
+        ({"options": {"A": "x", "C": "y", "D": "z"}}, "labelled A, B, C"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            quiz._build_bank([{**good, **change}])
+    with pytest.raises(ValueError, match="duplicate id"):
+        quiz._build_bank([good, good])
+
+
+# ------------------------------------------------------------------- widgets
+
+
+def test_widget_builds_and_checks_every_question():
+    for qid in quiz.questions():
+        q = quiz.get(qid)
+        right = quiz._correct_answer(qid)
+        box = quiz.widget(qid)
+        assert box.question_id == qid and len(box.answer_widgets) == (1 if q.kind == "choice" else len(q.letters))
+        box.check_button.click()
+        assert "first" in box.feedback.value  # nothing chosen yet
+        if q.kind == "choice":
+            assert type(box.answer_widgets[0]).__name__ == "RadioButtons"
+            box.answer_widgets[0].value = wrong_answers(q)[0]
+            box.check_button.click()
+            assert "Not quite" in box.feedback.value
+            box.answer_widgets[0].value = right
+        else:
+            for dropdown in box.answer_widgets:
+                dropdown.value = q.letters[0]
+            box.check_button.click()
+            assert "more than once" in box.feedback.value
+            for dropdown, letter in zip(box.answer_widgets, right):
+                dropdown.value = letter
+        box.check_button.click()
+        assert "Right" in box.feedback.value, qid
+        assert quiz._question_text(q) == box._repr_mimebundle_()["text/plain"]
+
+
+def test_show_outside_a_notebook_prints_the_question(capsys):
+    assert quiz.show("q02_params") is None
+    out = capsys.readouterr().out
+    assert "Self-check q02_params" in out and 'quiz.check("q02_params"' in out
+
+
+def test_show_without_ipywidgets_falls_back_to_text(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import ipywidgets -> ImportError
+    quiz.show("q06_startup")
+    out = capsys.readouterr().out
+    assert "ipywidgets is not installed" in out and 'quiz.check("q06_startup"' in out
+    with pytest.raises(quiz.UnknownQuestionError):
+        quiz.show("q06_start")
+
+
+def test_show_displays_a_widget_in_a_kernel(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('from finetune_utils import quiz\nquiz.show("q01_deploy")')]
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = nb.cells[0].outputs
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), outputs
+    plain = [o["data"]["text/plain"] for o in outputs if "data" in o]
+    assert plain and "Self-check q01_deploy" in plain[0]

@@ -1,0 +1,308 @@
+"""Student copies (`make student`): solutions removed, everything else kept, exercises fail until solved."""
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+LESSONS = [p for p in NOTEBOOKS if 1 <= int(p.name[:2]) <= 9]  # 00 is the tour: no exercises required
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
+
+_spec = importlib.util.spec_from_file_location("make_student", ROOT / "tools" / "make_student.py")
+make_student = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_student)
+
+
+def split_regions(source):
+    """(lines outside the solution regions, lines inside them, expected student source) of a code cell."""
+    outside, inside, expected, in_region = [], [], [], False
+    for line in source.split("\n"):
+        if line.strip() == BEGIN:
+            in_region = True
+            indent = line[: len(line) - len(line.lstrip())]
+            expected += [indent + s for s in STUB]
+        elif line.strip() == END:
+            in_region = False
+        elif in_region:
+            inside.append(line)
+        else:
+            outside.append(line)
+            expected.append(line)
+    return outside, inside, "\n".join(expected)
+
+
+def exercise_cells(nb):
+    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(l.strip() == BEGIN for l in c.source.split("\n"))]
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("student")
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "make_student.py"), "--out", str(out)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return out
+
+
+def test_a_student_copy_of_every_notebook(student_dir):
+    assert NOTEBOOKS, "no notebooks"
+    assert sorted(p.name for p in student_dir.glob("*.ipynb")) == [p.name for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_solutions_removed_and_everything_else_unchanged(student_dir, path):
+    original = nbformat.read(path, as_version=4)
+    student = nbformat.read(student_dir / path.name, as_version=4)
+    assert student.metadata == original.metadata
+    assert len(student.cells) == len(original.cells)
+    for index, (cell, copy) in enumerate(zip(original.cells, student.cells)):
+        where = f"{path.name}, cell {index}"
+        assert copy.cell_type == cell.cell_type and copy.metadata == cell.metadata, where
+        if cell.cell_type != "code":
+            assert copy.source == cell.source, where
+            continue
+        assert copy.outputs == [] and copy.execution_count is None, where
+        assert "BEGIN SOLUTION" not in copy.source and "END SOLUTION" not in copy.source, where
+        outside, inside, expected = split_regions(cell.source)
+        assert copy.source == expected, where
+        kept = {l.strip() for l in outside}
+        student_lines = {l.strip() for l in copy.source.split("\n")}
+        leaked = [l for l in inside if l.strip() and l.strip() not in kept and l.strip() in student_lines]
+        assert not leaked, f"{where}: solution lines left in the student copy: {leaked}"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_every_lesson_has_two_exercises_each_with_a_check_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    exercises = exercise_cells(nb)
+    assert len(exercises) >= 2, f"{path.name}: {len(exercises)} exercise(s); a lesson needs at least two"
+    for k, index in enumerate(exercises):
+        stop = exercises[k + 1] if k + 1 < len(exercises) else len(nb.cells)
+        checks = [j for j in range(index + 1, stop)
+                  if nb.cells[j].cell_type == "code" and re.search(r"^\s*assert\b", nb.cells[j].source, re.M)]
+        assert checks, f"{path.name}: the exercise in cell {index} has no check cell (a later code cell with assert)"
+
+
+# The cheap check: run each student exercise cell alone, in a fresh namespace, in a subprocess.
+# Names that earlier cells would have defined resolve to a permissive placeholder (it can be
+# called, indexed, iterated once, compared: False), so that most cells reach their stub without
+# the cells before them. The runner reports the exception each cell raised and the line it came from.
+RUNNER = r"""
+import builtins, json, signal, sys, traceback
+from IPython.core.inputtransformer2 import TransformerManager
+
+class Placeholder:
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self
+    def __call__(self, *args, **kwargs): return self
+    def __getitem__(self, key): return self
+    def __setitem__(self, key, value): pass
+    def __setattr__(self, key, value): pass
+    def __iter__(self): return iter((Placeholder(),))
+    def __len__(self): return 1
+    def __bool__(self): return False
+    def __enter__(self): return self
+    def __exit__(self, *exc): return False
+    def __float__(self): return 0.0
+    def __int__(self): return 0
+    def __index__(self): return 0
+    def __format__(self, spec): return "<placeholder>"
+for op in "add radd sub rsub mul rmul truediv rtruediv floordiv rfloordiv mod pow matmul neg pos abs".split():
+    setattr(Placeholder, f"__{op}__", lambda self, *args: self)
+for op in "lt le gt ge".split():
+    setattr(Placeholder, f"__{op}__", lambda self, other: False)
+
+class Namespace(dict):
+    def __missing__(self, name):
+        if hasattr(builtins, name):
+            return getattr(builtins, name)
+        return Placeholder()
+
+def alarm(*_):
+    raise TimeoutError("the cell ran for more than 60 s on placeholders")
+signal.signal(signal.SIGALRM, alarm)
+
+results = []
+for i, source in enumerate(json.load(sys.stdin)):
+    filename = f"<exercise {i}>"
+    namespace = Namespace(__name__="__main__")
+    if source.startswith("%%"):  # a cell magic such as %%time: run the cell's body
+        source = "# (cell magic)\n" + source.split("\n", 1)[-1]
+    signal.alarm(60)
+    try:
+        exec(compile(TransformerManager().transform_cell(source), filename, "exec"), namespace)
+    except BaseException as err:
+        lines = [f.lineno for f in traceback.extract_tb(err.__traceback__) if f.filename == filename]
+        results.append({"error": type(err).__name__, "message": str(err)[:300], "line": lines[-1] if lines else None})
+    else:
+        results.append({"error": None})
+    finally:
+        signal.alarm(0)
+print(json.dumps(results))
+"""
+
+
+def run_cells_alone(sources):
+    out = subprocess.run([sys.executable, "-c", RUNNER], input=json.dumps(sources), capture_output=True,
+                         text=True, timeout=900, cwd=ROOT / "notebooks")
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def stopped_at_stub(source, result):
+    if result["error"] != "NotImplementedError" or not result.get("line"):
+        return False
+    return source.split("\n")[result["line"] - 1].strip() == STUB[1]
+
+
+def run_in_context(original, student, indices, cwd):
+    """The exact check, for cells the cheap one cannot settle: in one python3 kernel, run the
+    lesson's own cells in order; at each exercise in ``indices`` run the student's version first
+    (recording the error it stops with, or None) and then the solution, to go on."""
+    client = NotebookClient(original, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
+    results = {}
+    with client.setup_kernel():
+        for index, cell in enumerate(original.cells[: max(indices) + 1]):
+            if cell.cell_type != "code":
+                continue
+            if index in indices:
+                attempt = nbformat.v4.new_code_cell(student.cells[index].source)
+                try:
+                    client.execute_cell(attempt, index)
+                    results[index] = None
+                except CellExecutionError as err:
+                    results[index] = err.ename
+            client.execute_cell(cell, index)
+    return results
+
+
+def exercise_failures(original, student, cwd, name):
+    """Messages for the student exercise cells that do not stop with NotImplementedError at their stub."""
+    indices = exercise_cells(original)
+    results = run_cells_alone([student.cells[i].source for i in indices])
+    unsettled = [i for i, r in zip(indices, results) if not stopped_at_stub(student.cells[i].source, r)]
+    if not unsettled:
+        return []
+    # Placeholders were not enough (e.g. the stub sits in a loop over an earlier cell's data):
+    # run the lesson up to these cells (slower, exact).
+    exact = run_in_context(original, student, unsettled, cwd)
+    return [
+        f"{name}, cell {index}: after the cells before it, the student's exercise cell should stop with "
+        "NotImplementedError, but "
+        + ("it ran to the end (is the solution inside a function the cell never calls? Call it in the exercise "
+           "cell, inside or after the region)" if exact[index] is None else f"it raised {exact[index]}")
+        for index in unsettled
+        if exact[index] != "NotImplementedError"
+    ]
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if exercise_cells(nbformat.read(p, as_version=4))],
+                         ids=lambda p: p.name)
+def test_student_exercise_cells_stop_with_not_implemented(student_dir, path):
+    original = nbformat.read(path, as_version=4)
+    student = nbformat.read(student_dir / path.name, as_version=4)
+    failures = exercise_failures(original, student, path.parent, path.name)
+    assert not failures, "\n".join(failures)
+
+
+# ------------------------------------------------------------------- a toy lesson, end to end
+
+TOY_CELLS = [
+    ("markdown", "# Toy lesson\n\nThe markers look like this:\n\n```\n### BEGIN SOLUTION\n```"),
+    ("code", "values = [3, 4, 5]\nprint(values)"),
+    ("markdown", "**Exercise 1.** Compute `total`, the sum of `values`."),
+    ("code", f"{BEGIN}\ntotal = sum(values)\n{END}\nprint(total)"),
+    ("code", 'assert total == 12, "total is the sum of the three values"'),
+    ("markdown", "**Exercise 2.** Write `mean` and compute `m`."),
+    ("code", f"def mean(xs):\n    {BEGIN}\n    return sum(xs) / len(xs)\n    {END}\n\nif values:\n    {BEGIN}\n    m = mean(values)\n    {END}"),
+    ("code", 'assert m == 4, "the mean of 3, 4, 5 is 4"'),
+]
+
+
+@pytest.fixture()
+def toy(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["course"] = {"cpu_minutes": 0.1, "memory_gb": 0.1}
+    nb.cells = [nbformat.v4.new_markdown_cell(s) if t == "markdown" else nbformat.v4.new_code_cell(s) for t, s in TOY_CELLS]
+    NotebookClient(nb, timeout=60, kernel_name="python3").execute()  # the solution copy passes its checks
+    assert nb.cells[1].outputs, "the executed toy should have outputs"
+    path = tmp_path / "99_toy.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_toy_lesson_end_to_end(toy, tmp_path):
+    out = tmp_path / "student"
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "make_student.py"), "--out", str(out), str(toy)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and "3 solution regions replaced" in run.stdout, run.stdout + run.stderr
+    student = nbformat.read(out / toy.name, as_version=4)
+    assert student.cells[3].source == "# YOUR CODE HERE\nraise NotImplementedError()\nprint(total)"
+    assert student.cells[6].source == (
+        "def mean(xs):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n\n"
+        "if values:\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+    )
+    assert student.cells[0].source == TOY_CELLS[0][1]  # markdown untouched, even with a marker in it
+    assert all(not c.get("outputs") for c in student.cells if c.cell_type == "code")
+
+    with pytest.raises(CellExecutionError) as info:  # the student copy stops at the first exercise
+        NotebookClient(student, timeout=60, kernel_name="python3").execute()
+    assert info.value.ename == "NotImplementedError"
+    failed = [i for i, c in enumerate(student.cells) if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    assert failed == [3]
+
+    # The check the lessons get: cell 3 settles alone (it stops at its stub); cell 6's stub sits under
+    # `if values:`, which a placeholder cannot settle, so it is run after the cells before it.
+    original = nbformat.read(toy, as_version=4)
+    results = run_cells_alone([student.cells[3].source, student.cells[6].source])
+    assert stopped_at_stub(student.cells[3].source, results[0]) and not stopped_at_stub(student.cells[6].source, results[1])
+    assert run_in_context(original, student, [6], tmp_path) == {6: "NotImplementedError"}
+    assert exercise_failures(original, student, tmp_path, toy.name) == []
+    assert run_cells_alone([original.cells[3].source]) == [{"error": None}]  # with its solution the cell runs through
+
+    # A function-style exercise whose cell never calls the function does not fail in its cell: reported.
+    original.cells[6].source = original.cells[6].source.split("\n\nif values:")[0]
+    student.cells[6].source = student.cells[6].source.split("\n\nif values:")[0]
+    failures = exercise_failures(original, student, tmp_path, toy.name)
+    assert len(failures) == 1 and "cell 6" in failures[0] and "ran to the end" in failures[0]
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        (f"x = 1\n{BEGIN}\ny = 2", "never closed"),
+        (f"{BEGIN}\n{BEGIN}\ny = 2\n{END}", "cannot nest"),
+        (f"y = 2\n{END}", "without a"),
+        (f"y = 2  {BEGIN}\n{END}", "alone on its line"),
+        (f"{BEGIN}\ny = 2\n## END SOLUTION", "alone on its line"),
+    ],
+)
+def test_malformed_regions_are_errors(source, message):
+    with pytest.raises(make_student.SolutionRegionError, match=message) as info:
+        make_student.clear_solutions(source, "07_x.ipynb, cell 4")
+    assert "07_x.ipynb, cell 4" in str(info.value)
+
+
+def test_the_tool_reports_a_malformed_notebook_and_protects_the_lessons(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"{BEGIN}\nsecret = 42")]
+    bad = tmp_path / "05_bad.ipynb"
+    nbformat.write(nb, bad)
+    tool = [sys.executable, str(ROOT / "tools" / "make_student.py")]
+    run = subprocess.run([*tool, "--out", str(tmp_path / "out"), str(bad)], capture_output=True, text=True)
+    assert run.returncode == 1 and "05_bad.ipynb, cell 0" in run.stderr and "never closed" in run.stderr
+    assert not (tmp_path / "out" / "05_bad.ipynb").exists()
+    run = subprocess.run([*tool, "--out", str(ROOT / "notebooks")], capture_output=True, text=True)
+    assert run.returncode == 1 and "refusing" in run.stderr

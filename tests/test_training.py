@@ -1,0 +1,227 @@
+"""Tokenization, batching, the training loop, Trainer and prediction, on real data with the real encoder.
+
+Small slices (32-64 examples, max_length 32, one or two short epochs) keep every test to a few seconds.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from finetune_utils import data, heads, models, training
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return models.load_encoder_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def sentiment():
+    return data.load("support_sentiment")
+
+
+@pytest.fixture(scope="module")
+def small(sentiment, tokenizer):
+    """64 training and 32 validation messages, tokenized to at most 32 tokens."""
+    ds, labels = sentiment
+    train = training.tokenize(ds["train"].select(range(64)), tokenizer, max_length=32)
+    val = training.tokenize(ds["validation"].select(range(32)), tokenizer, max_length=32)
+    return train, val, labels
+
+
+# --------------------------------------------------------------------------- tokenize and batches
+
+
+def test_tokenize_truncates_and_pads_nothing(sentiment, tokenizer):
+    ds, _ = sentiment
+    raw = ds["train"].select(range(64))
+    tok = training.tokenize(raw, tokenizer, max_length=16)
+    assert set(tok.column_names) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
+    lengths = [len(ids) for ids in tok["input_ids"]]
+    full = [len(ids) for ids in tokenizer(list(raw["text"]))["input_ids"]]
+    assert max(lengths) == 16 and min(lengths) < 16  # truncated, and not padded to a common length
+    assert lengths == [min(n, 16) for n in full]
+    for ids in tok["input_ids"]:
+        assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+        assert tokenizer.pad_token_id not in ids
+    assert list(tok["labels"]) == list(raw["label"])
+
+
+def test_tokenize_pairs_and_dataset_dicts(tokenizer):
+    ds, labels = data.load("support_answers")
+    tok = training.tokenize(ds, tokenizer, text_field="question", pair_field="answer", max_length=48)
+    assert set(tok) == {"train", "validation", "test"}
+    row = tok["train"][0]
+    assert row["input_ids"].count(tokenizer.sep_token_id) == 2  # [CLS] question [SEP] answer [SEP]
+    assert set(row["token_type_ids"]) == {0, 1}
+    assert max(len(ids) for ids in tok["train"]["input_ids"]) <= 48
+
+
+def test_tokenize_rejects_bad_arguments(sentiment, tokenizer):
+    ds, _ = sentiment
+    with pytest.raises(ValueError, match="max_length must be an int >= 8"):
+        training.tokenize(ds["train"], tokenizer, max_length=4)
+    with pytest.raises(ValueError, match="no column 'question'"):
+        training.tokenize(ds["train"], tokenizer, text_field="question")
+
+
+def test_loader_pads_each_batch_to_its_longest(small, tokenizer):
+    train, _, _ = small
+    lengths = [len(ids) for ids in train["input_ids"]]
+    widths = []
+    for k, batch in enumerate(training.loader(train, tokenizer, batch_size=16)):
+        longest = max(lengths[16 * k : 16 * (k + 1)])
+        assert batch["input_ids"].shape == (16, longest)
+        assert batch["attention_mask"].sum(1).tolist() == lengths[16 * k : 16 * (k + 1)]
+        assert batch["labels"].shape == (16,)
+        widths.append(longest)
+    assert len(widths) == 4
+    fixed = next(iter(training.loader(train, tokenizer, batch_size=16, pad_to=32)))
+    assert fixed["input_ids"].shape == (16, 32)
+
+
+def test_loader_shuffles_repeatably(small, tokenizer):
+    train, _, _ = small
+    first = [b["labels"].tolist() for b in training.loader(train, tokenizer, 16, shuffle=True, seed=1)]
+    again = [b["labels"].tolist() for b in training.loader(train, tokenizer, 16, shuffle=True, seed=1)]
+    ordered = [b["labels"].tolist() for b in training.loader(train, tokenizer, 16)]
+    assert first == again
+    assert first != ordered
+    assert sorted(sum(first, [])) == sorted(train["labels"])
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _mean_loss(model, ds, tokenizer):
+    logits = torch.as_tensor(training.predict(model, ds, tokenizer))
+    return torch.nn.functional.cross_entropy(logits, torch.as_tensor(ds["labels"])).item()
+
+
+def test_train_reduces_the_loss_and_returns_the_history(small, tokenizer):
+    train, val, labels = small
+    model = heads.classifier(labels, seed=0)
+    before = _mean_loss(model, train, tokenizer)
+    history = training.train(model, train, tokenizer, val, epochs=2, lr=1e-4, batch_size=8, progress=False)
+    after = _mean_loss(model, train, tokenizer)
+    assert after < before - 0.05, f"training loss on the slice went from {before:.3f} to {after:.3f}"
+    steps = 2 * 64 // 8
+    assert history["step"] == list(range(1, steps + 1))
+    assert len(history["loss"]) == len(history["lr"]) == steps
+    assert history["epoch"] == [1, 2] and history["epoch_step"] == [steps // 2, steps]
+    assert len(history["train_loss"]) == len(history["seconds"]) == 2
+    assert np.isclose(history["train_loss"][0], np.mean(history["loss"][: steps // 2]))
+    assert history["lr"][-1] == 0.0 and max(history["lr"]) <= 1e-4  # warm-up, then linear decay to 0
+    for key in ("val_macro_f1", "val_micro_f1", "val_accuracy"):
+        assert len(history[key]) == 2 and all(0 <= v <= 1 for v in history[key])
+
+
+def test_same_seed_gives_identical_losses(small, tokenizer):
+    train, _, labels = small
+    runs = []
+    for _ in range(2):
+        model = heads.classifier(labels, seed=5)
+        runs.append(training.train(model, train.select(range(16)), tokenizer, epochs=1, batch_size=8, seed=5, progress=False))
+    assert runs[0]["loss"] == runs[1]["loss"]
+    other = training.train(
+        heads.classifier(labels, seed=6), train.select(range(16)), tokenizer, epochs=1, batch_size=8, seed=6, progress=False
+    )
+    assert other["loss"] != runs[0]["loss"]
+
+
+def test_a_head_with_too_few_labels_is_refused(small, tokenizer):
+    train, _, _ = small
+    two_way = heads.classifier(["negative", "positive"])
+    with pytest.raises(ValueError, match=r"predicts 2 classes.*num_labels=3"):
+        training.train(two_way, train, tokenizer, epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"predicts 2 classes"):
+        training.make_trainer(two_way, train, tokenizer, epochs=1, progress=False)
+
+
+def test_train_rejects_bad_arguments(small, sentiment, tokenizer):
+    train, _, labels = small
+    model = heads.classifier(labels)
+    with pytest.raises(ValueError, match="no 'labels' column.*tokenize it first"):
+        training.train(model, sentiment[0]["train"], tokenizer, progress=False)
+    with pytest.raises(ValueError, match="need epochs >= 1"):
+        training.train(model, train, tokenizer, epochs=0, progress=False)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        training.train(model, train, tokenizer, epochs=1, progress=False)
+
+
+def test_predict_and_evaluate(small, tokenizer):
+    _, val, labels = small
+    model = heads.classifier(labels, seed=0)
+    logits = training.predict(model, val, tokenizer, batch_size=8)
+    assert logits.shape == (32, 3) and logits.dtype == np.float32
+    backwards = training.predict(model, val.select(range(31, -1, -1)), tokenizer, batch_size=8)
+    np.testing.assert_allclose(backwards[::-1], logits, atol=1e-5)  # in order, and padding changes nothing
+    result = training.evaluate(model, val, tokenizer)
+    assert set(result) == {"macro_f1", "micro_f1", "accuracy"}
+    assert result["accuracy"] == pytest.approx(np.mean(logits.argmax(-1) == np.asarray(val["labels"])))
+
+
+# --------------------------------------------------------------------------- token classification
+
+
+def test_tokenize_tokens_tags_word_pieces_from_the_spans(tokenizer):
+    ds, tag_names = data.load("support_entities")
+    raw = ds["train"].select(range(40))
+    tok = training.tokenize_tokens(raw, tokenizer, max_length=64)
+    assert tok["labels"] == training.tokenize_tokens(raw, tokenizer, tag_names, max_length=64)["labels"]
+    entity_names = raw.features["entities"].feature["label"].names
+    checked_entities = 0
+    for row, enc in zip(raw, tok):
+        offsets = tokenizer(row["text"], truncation=True, max_length=64, return_offsets_mapping=True)["offset_mapping"]
+        ids, tags = enc["input_ids"], enc["labels"]
+        assert len(tags) == len(ids) == len(offsets)
+        assert tags[0] == -100 and tags[-1] == -100  # [CLS] and [SEP]
+        for (start, end), tag in zip(offsets[1:-1], tags[1:-1]):
+            inside = [e for e in row["entities"] if e["start"] <= start < e["end"]]
+            if not inside:
+                assert tag_names[tag] == "O", f"{row['text'][start:end]!r} is outside every entity"
+                continue
+            ent = inside[0]
+            kind = entity_names[ent["label"]]
+            first_piece = min(s for s, e in offsets[1:-1] if ent["start"] <= s < ent["end"])
+            expected = ("B-" if start == first_piece else "I-") + kind
+            assert tag_names[tag] == expected, f"{row['text'][start:end]!r} in {kind} should be {expected}"
+        checked_entities += len(row["entities"])
+    assert checked_entities > 20
+
+
+def test_token_classifier_trains_and_predicts(tokenizer):
+    ds, tag_names = data.load("support_entities")
+    train = training.tokenize_tokens(ds["train"].select(range(32)), tokenizer, max_length=32)
+    val = training.tokenize_tokens(ds["validation"].select(range(16)), tokenizer, max_length=32)
+    model = heads.classifier(tag_names, task="token", seed=0)
+    batch = next(iter(training.loader(train, tokenizer, batch_size=8, task="token")))
+    assert batch["labels"].shape == batch["input_ids"].shape
+    assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()  # padding is ignored by the loss
+    history = training.train(model, train, tokenizer, epochs=1, batch_size=8, lr=1e-4, progress=False)
+    assert len(history["loss"]) == 4 and all(np.isfinite(history["loss"]))
+    logits = training.predict(model, val, tokenizer)
+    assert logits.shape == (16, max(len(x) for x in val["input_ids"]), len(tag_names))
+    result = training.evaluate(model, val, tokenizer)
+    assert 0 <= result["macro_f1"] <= 1 and 0 <= result["accuracy"] <= 1
+
+
+# --------------------------------------------------------------------------- Trainer
+
+
+def test_make_trainer_trains_without_checkpoints_or_telemetry(small, tokenizer):
+    train, val, labels = small
+    model = heads.classifier(labels, seed=0)
+    trainer = training.make_trainer(model, train.select(range(32)), tokenizer, val, epochs=1, batch_size=8, progress=False)
+    assert trainer.args.report_to in ([], "none", ["none"])
+    assert trainer.args.save_strategy == "no"
+    result = trainer.train()
+    assert result.global_step == 4 and np.isfinite(result.training_loss)
+    metrics = trainer.evaluate()
+    assert 0 <= metrics["eval_macro_f1"] <= 1
+    written = list(Path(trainer.args.output_dir).rglob("*"))
+    assert written == [], f"Trainer wrote files: {written[:5]}"
