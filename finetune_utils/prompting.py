@@ -11,7 +11,7 @@ how likely each label is as its reply and take the most likely one::
 :func:`score_labels` computes these log-likelihoods for many prompts at once. It
 runs the part shared by every prompt (system prompt, instruction, demonstrations)
 once and reuses its key/value cache, runs each prompt's own tokens in padded
-batches, and scores all labels of a prompt from one copy of that prompt's cache.
+batches, and scores the label tokens on top of that cache.
 :func:`score_labels_one_at_a_time` is the textbook version (one forward pass per
 prompt and label), kept as the reference it must agree with.
 """
@@ -223,11 +223,11 @@ def score_labels(
     1. the token prefix shared by all prompts (system prompt, instruction, the
        few-shot demonstrations) runs once; its key/value cache is copied to every batch
        (``share_prefix=False`` turns this off);
-    2. the rest of each prompt runs in right-padded batches of ``batch_size`` (padding
-       masked out, positions given explicitly); only the last real position of each
+    2. the rest of each prompt runs in right-padded batches of ``batch_size`` prompts of
+       similar length (padding masked out, positions given explicitly); only the last real position of each
        prompt goes through the output layer, giving log p(first label token | prompt);
-    3. the batch's cache is repeated once per label and the remaining label tokens
-       (with ``end_of_turn``, the closing ``<|im_end|>``) run in one more small pass.
+    3. the remaining label tokens (with ``end_of_turn``, the closing ``<|im_end|>``) run
+       in one small pass per label on the batch's cache, cropped back after each.
 
     ``end_of_turn=True`` scores the label followed by the token that closes the
     assistant's turn, so that a label only scores high if the model would stop
@@ -250,7 +250,6 @@ def score_labels(
     decoder, head = model.get_decoder(), model.get_output_embeddings()
     cache_name = _cache_kwarg(decoder)
     n_labels, first = len(continuations), torch.tensor([c[0] for c in continuations], device=device)
-    rest_len = max(len(c) for c in continuations) - 1
     model.eval()
 
     out = np.zeros((len(prompts), n_labels))
@@ -261,9 +260,12 @@ def score_labels(
         if prefix_len > 0:
             prefix = torch.tensor([ids[0][:prefix_len]], device=device)
             _, prefix_cache = _run(decoder, cache_name, prefix, torch.ones_like(prefix), torch.arange(prefix_len, device=device)[None], None)
+        # batches of prompts of similar length waste little on padding
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         starts = range(0, len(prompts), batch_size)
         for start in tqdm(starts, desc="scoring", disable=not progress, leave=False):
-            rows = ids[start : start + batch_size]
+            members = order[start : start + batch_size]
+            rows = [ids[i] for i in members]
             b = len(rows)
             lengths = torch.tensor([len(r) - prefix_len for r in rows], device=device)
             width = int(lengths.max())
@@ -283,27 +285,21 @@ def score_labels(
             last = hidden[torch.arange(b, device=device), lengths - 1]
             logprobs = torch.log_softmax(head(last).float(), dim=-1)  # (b, vocab)
             scores = logprobs[:, first]  # (b, n_labels)
-            # 3. the remaining label tokens, all labels of a prompt from one copy of its cache
-            if rest_len > 0:
-                cache.batch_repeat_interleave(n_labels)  # row r*n_labels + j: prompt r, label j
-                inputs = torch.full((b * n_labels, rest_len), tokenizer.pad_token_id or 0, dtype=torch.long, device=device)
-                targets = torch.zeros((b * n_labels, rest_len), dtype=torch.long, device=device)
-                keep = torch.zeros((b * n_labels, rest_len), dtype=torch.long, device=device)
-                for r in range(b):
-                    for j, cont in enumerate(continuations):
-                        m = len(cont) - 1
-                        if m:
-                            inputs[r * n_labels + j, :m] = torch.tensor(cont[:-1], device=device)
-                            targets[r * n_labels + j, :m] = torch.tensor(cont[1:], device=device)
-                            keep[r * n_labels + j, :m] = 1
-                past_mask = mask.repeat_interleave(n_labels, dim=0)
-                cont_mask = torch.cat([past_mask, torch.ones_like(keep)], dim=1)
-                cont_pos = (prefix_len + lengths).repeat_interleave(n_labels)[:, None] + torch.arange(rest_len, device=device)
-                hidden, _ = _run(decoder, cache_name, inputs, cont_mask, cont_pos, cache)
-                logprobs = torch.log_softmax(head(hidden).float(), dim=-1)
-                tok_lp = logprobs.gather(-1, targets[..., None])[..., 0] * keep
-                scores = scores + tok_lp.sum(-1).view(b, n_labels)
-            out[start : start + b] = scores.cpu().numpy()
+            # 3. the remaining label tokens (e.g. <|im_end|>): one small pass per label on the
+            #    batch's cache, which is cropped back afterwards (no copy per label)
+            for j, cont in enumerate(continuations):
+                m = len(cont) - 1
+                if m == 0:
+                    continue
+                inputs = torch.tensor(cont[:-1], device=device).expand(b, m)
+                cont_mask = torch.cat([mask, torch.ones((b, m), dtype=torch.long, device=device)], dim=1)
+                cont_pos = (prefix_len + lengths)[:, None] + torch.arange(m, device=device)
+                hidden, cache = _run(decoder, cache_name, inputs, cont_mask, cont_pos, cache)
+                logprobs = torch.log_softmax(head(hidden).float(), dim=-1)  # (b, m, vocab)
+                targets = torch.tensor(cont[1:], device=device).expand(b, m)
+                scores[:, j] += logprobs.gather(-1, targets[..., None])[..., 0].sum(-1)
+                cache.crop(-m)  # a negative length removes the last m tokens
+            out[members] = scores.cpu().numpy()
     return out
 
 

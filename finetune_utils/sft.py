@@ -356,7 +356,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         seen += len(idx)
         history["step"].append(step)
-        history["loss"].append(float(loss))
+        history["loss"].append(loss.item())
         history["seen"].append(seen)
         while pending and seen >= pending[0] and on_checkpoint is not None:
             history["seconds"] += time.perf_counter() - start

@@ -44,7 +44,8 @@ def tokenize(ds, tokenizer, text_field: str = "text", pair_field: str | None = N
         texts = batch[text_field]
         pairs = batch[pair_field] if pair_field else None
         out = tokenizer(texts, pairs, truncation="longest_first" if pairs else True, max_length=max_length)
-        out["labels"] = batch[label_field]
+        if label_field is not None:  # label_field=None: new, unlabelled text (inference)
+            out["labels"] = batch[label_field]
         return out
 
     return ds.map(encode, batched=True, remove_columns=columns)
@@ -185,6 +186,7 @@ def train(
     device=None,
     pad_to: int | None = None,
     progress: bool = True,
+    eval_sets: dict | None = None,
 ) -> dict:
     """Fine-tune ``model`` on a tokenized data set with the hand-written loop.
 
@@ -199,7 +201,10 @@ def train(
       ``lr`` (the learning rate after the step's scheduler update);
     * per epoch: ``epoch`` (1, 2, ...), ``epoch_step`` (the step at the epoch's end),
       ``train_loss`` (the mean of the epoch's batch losses), ``seconds``, and with
-      ``val_ds`` ``val_macro_f1``, ``val_micro_f1``, ``val_accuracy``.
+      ``val_ds`` ``val_macro_f1``, ``val_micro_f1``, ``val_accuracy``;
+    * with ``eval_sets`` (a dict ``{name: tokenized data set}``, e.g. ``{"train": train_ds}``
+      to watch the train/validation gap), ``<name>_macro_f1``, ``<name>_micro_f1`` and
+      ``<name>_accuracy`` per epoch as well.
     """
     import torch
     import torch.nn.functional as F
@@ -209,6 +214,10 @@ def train(
     if epochs < 1 or lr <= 0 or batch_size < 1:
         raise ValueError(f"need epochs >= 1, lr > 0 and batch_size >= 1; got {epochs}, {lr}, {batch_size}")
     _check_labels(model, train_ds)
+    if eval_sets is not None and not isinstance(eval_sets, dict):
+        raise TypeError(f"eval_sets must be a dict {{name: tokenized data set}}, got {type(eval_sets).__name__}")
+    for extra in (eval_sets or {}).values():
+        _check_labels(model, extra)
     env.seed_everything(seed)
     device = device or env.pick_device()
     model.to(device)
@@ -258,6 +267,9 @@ def train(
         if val_ds is not None:
             for key, value in evaluate(model, val_ds, tokenizer, batch_size=64, device=device).items():
                 history.setdefault(f"val_{key}", []).append(value)
+        for name, extra in (eval_sets or {}).items():
+            for key, value in evaluate(model, extra, tokenizer, batch_size=64, device=device).items():
+                history.setdefault(f"{name}_{key}", []).append(value)
     bar.close()
     return history
 

@@ -196,3 +196,22 @@ def test_entity_scores_from_logits_skip_special_tokens_and_padding():
         evaluation.entity_scores(logits[0], labels, names)
     with pytest.raises(ValueError, match="2 tag names for 3"):
         evaluation.entity_scores(logits, labels, names[:2])
+
+
+# --------------------------------------------------------------------------- inference on new text
+
+
+def test_unlabelled_text_tokenizes_and_predicts():
+    """training.tokenize(..., label_field=None) (lesson 04's inference on new text) feeds training.predict."""
+    from datasets import Dataset
+
+    from finetune_utils import heads, models, training
+
+    tokenizer = models.load_encoder_tokenizer()
+    texts = ["the parcel never arrived", "thanks, all sorted now!", "what time do you open?"]
+    enc = training.tokenize(Dataset.from_dict({"text": texts}), tokenizer, max_length=32, label_field=None)
+    assert "labels" not in enc.column_names and "input_ids" in enc.column_names
+    model = heads.classifier(["negative", "neutral", "positive"])
+    probs = evaluation.softmax(training.predict(model, enc, tokenizer, batch_size=2))
+    assert probs.shape == (3, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)

@@ -225,3 +225,23 @@ def test_make_trainer_trains_without_checkpoints_or_telemetry(small, tokenizer):
     assert 0 <= metrics["eval_macro_f1"] <= 1
     written = list(Path(trainer.args.output_dir).rglob("*"))
     assert written == [], f"Trainer wrote files: {written[:5]}"
+
+
+def test_eval_sets_record_scores_per_epoch_on_each_named_set(small, tokenizer):
+    """Added for lesson 08 (overfitting: the train/validation gap per epoch)."""
+    train, val, labels = small
+    tiny = train.select(range(16))
+    model = heads.classifier(labels, seed=0)
+    history = training.train(
+        model, tiny, tokenizer, val, epochs=2, lr=1e-4, batch_size=8, progress=False, eval_sets={"train": tiny}
+    )
+    for key in ("train_macro_f1", "train_micro_f1", "train_accuracy"):
+        assert len(history[key]) == 2 and all(0 <= v <= 1 for v in history[key])
+    # the last epoch's entry is the model's score on that set after training
+    assert history["train_accuracy"][-1] == training.evaluate(model, tiny, tokenizer)["accuracy"]
+    assert len(history["val_macro_f1"]) == 2  # the validation set is still scored as before
+    with pytest.raises(TypeError, match="eval_sets must be a dict"):
+        training.train(model, tiny, tokenizer, epochs=1, progress=False, eval_sets=tiny)
+    with pytest.raises(ValueError, match="head predicts"):
+        bad = tiny.map(lambda row: {"labels": 5})
+        training.train(model, tiny, tokenizer, epochs=1, progress=False, eval_sets={"bad": bad})
