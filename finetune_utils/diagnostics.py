@@ -342,11 +342,15 @@ def relative_change(model, reference) -> dict:
 
 
 def _strip(name: str) -> str:
-    """A parameter name without the task model's prefix ("bert.") or peft's wrappers."""
+    """A parameter name without the task model's prefix ("bert.") or peft's wrappers.
+
+    peft renames an adapted weight ``...query.weight`` to ``...query.base_layer.weight``
+    (the frozen original); that name is mapped back, so the original is compared.
+    """
     for prefix in ("base_model.model.", "bert."):
         if name.startswith(prefix):
             name = name[len(prefix):]
-    return name
+    return name.replace(".base_layer.", ".")
 
 
 #: The decision guide's regions: (strategy, x-range, y-range, colour), one rectangle each (a strategy may
@@ -368,7 +372,8 @@ def plot_decision_guide(points=(), ax=None):
     Each strategy's region (:data:`GUIDE_REGIONS`) is labelled once. ``points`` are results
     or scenarios to place on the map, each a dict with ``n`` (labelled examples),
     ``compute`` (0-3 on the scale of :data:`GUIDE_REGIONS`), ``label`` (text beside the
-    point) and optionally ``marker``. Returns the axes.
+    point) and optionally ``marker`` and ``offset`` (of the label, in points; default (5, 3)).
+    Returns the axes.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
@@ -389,7 +394,8 @@ def plot_decision_guide(points=(), ax=None):
             raise ValueError(f"n is a number of labelled examples (>= 1), got {point['n']!r}")
         x = np.log10(point["n"])
         ax.plot(x, point["compute"], point.get("marker", "o"), color="black", ms=6)
-        ax.annotate(point["label"], (x, point["compute"]), xytext=(5, 3), textcoords="offset points", fontsize=7.5)
+        ax.annotate(point["label"], (x, point["compute"]), xytext=point.get("offset", (5, 3)), textcoords="offset points",
+                    fontsize=7.5)
     ticks = [0, 1, 2, 3, 4]
     ax.set_xticks(ticks, [f"{10**t:,}" for t in ticks])
     ax.set_yticks([0.5, 1.5, 2.5], ["laptop CPU,\nminutes", "one GPU,\nhours", "many GPUs,\ndays"])

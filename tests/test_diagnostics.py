@@ -209,6 +209,16 @@ def test_relative_change_is_zero_before_training_and_positive_after(encoder_and_
     assert moved["layer.5"] > 0 and moved["layer.0"] == 0.0 and moved["embeddings"] == 0.0
     with pytest.raises(ValueError, match="share no"):
         diagnostics.relative_change(model, torch.nn.Linear(2, 2))
+    # LoRA: the adapted weights are compared through peft's renamed originals (base_layer), and stay put
+    lora = freezing.apply_lora(heads.classifier(labels, seed=0), target_modules=("query", "value", "dense"))
+    with torch.no_grad():
+        for name, param in lora.named_parameters():
+            if "lora_B" in name:
+                param.add_(0.1)  # the adapters change, the frozen originals do not
+    frozen = diagnostics.relative_change(lora, encoder)
+    assert set(frozen) == set(untouched) and all(v == 0.0 for v in frozen.values())
+    assert diagnostics._strip("base_model.model.bert.encoder.layer.0.attention.self.query.base_layer.weight") == (
+        "encoder.layer.0.attention.self.query.weight")
 
 
 def test_plot_decision_guide_draws_regions_and_points():
@@ -219,6 +229,8 @@ def test_plot_decision_guide_draws_regions_and_points():
     assert any("full fine-tuning" in t for t in texts) and any("prompting" in t for t in texts)
     assert np.isclose(ax.lines[0].get_xdata()[0], np.log10(303))
     assert ax.texts[-1].get_text() == "startup"
+    moved = diagnostics.plot_decision_guide([{"n": 10, "compute": 1, "label": "x", "offset": (-40, -12)}])
+    assert tuple(moved.texts[-1].xyann) == (-40, -12)
     with pytest.raises(ValueError, match="lacks"):
         diagnostics.plot_decision_guide([{"n": 10, "label": "x"}])
     with pytest.raises(ValueError, match=">= 1"):

@@ -25,6 +25,7 @@ def test_zero_shot_prompt_is_the_chat_template_with_the_assistant_turn_open(toke
     text = prompting.chat_prompt(tokenizer, messages)
     assert text.startswith("<|im_start|>system\n")  # the template's default system prompt
     assert text.endswith("<|im_start|>user\n" + messages[0]["content"] + "<|im_end|>\n<|im_start|>assistant\n")
+    assert prompting.end_of_turn_id(tokenizer) == tokenizer.convert_tokens_to_ids("<|im_end|>")
 
 
 def test_few_shot_prompt_puts_each_demonstration_in_its_own_turns(tokenizer):

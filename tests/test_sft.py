@@ -157,11 +157,11 @@ def test_lora_trains_adapters_only_then_saves_and_reloads_identically(tmp_path):
         loss_before = sft.batch_loss(peft_model, batch).item()
     seen = []
     history = sft.train(
-        peft_model, examples, 2, epochs=3, lr=2e-3, batch_size=2, checkpoints=[4, 8],
+        peft_model, examples, 2, epochs=2, lr=2e-3, batch_size=2, checkpoints=[4, 8],
         on_checkpoint=lambda n, m: seen.append((n, m.training)), progress=False,
     )
-    assert seen == [(4, False), (8, False)] and history["seen"] == [2, 4, 6, 8, 10, 12]
-    assert history["tokens"] == 3 * sum(len(e["input_ids"]) for e in examples) and history["tokens_per_s"] > 0
+    assert seen == [(4, False), (8, False)] and history["seen"] == [2, 4, 6, 8]
+    assert history["tokens"] == 2 * sum(len(e["input_ids"]) for e in examples) and history["tokens_per_s"] > 0
     with torch.no_grad():
         after = sft.batch_loss(peft_model, batch).item()
         tuned = peft_model(**batch).logits
