@@ -21,6 +21,7 @@ import json
 import math
 import random
 import time
+import warnings
 
 import numpy as np
 
@@ -223,7 +224,9 @@ def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0, target_mo
         layers_to_transform=list(layers) if layers is not None else None,
         bias="none",
     )
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft calls a transformers method that transformers 5 deprecates
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def _decoder_and_head(model):

@@ -151,3 +151,23 @@ def test_one_training_step_with_a_frozen_encoder_changes_only_the_head(model):
             assert not torch.equal(param, before[name]), f"{name} did not change after a training step"
         else:
             assert torch.equal(param, before[name]), f"frozen {name} changed during training"
+
+
+def test_block_of_names_bert_and_causal_lm_parameters():
+    assert freezing.block_of("bert.embeddings.word_embeddings.weight") == "embeddings"
+    assert freezing.block_of("bert.encoder.layer.5.output.dense.weight") == "layer.5"
+    assert freezing.block_of("base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.default.weight") == "layer.0"
+    assert freezing.block_of("bert.pooler.dense.bias") == "pooler"
+    assert freezing.block_of("classifier.weight") == "head"
+    assert freezing.block_of("model.layers.12.self_attn.q_proj.weight") == "layer.12"
+    assert freezing.block_of("model.embed_tokens.weight") == "embeddings"
+    assert freezing.block_of("lm_head.weight") == "head"
+
+
+def test_lora_takes_the_task_type_from_the_model_class():
+    token_model = heads.classifier(LABELS, task="token")
+    lora = freezing.apply_lora(token_model, r=2)
+    assert lora.peft_config["default"].task_type == "TOKEN_CLS"
+    trainable = {n for n, p in lora.named_parameters() if p.requires_grad}
+    assert any("classifier" in n for n in trainable), "the token-classification head must stay trainable"
+    assert all("lora_" in n or "classifier" in n for n in trainable)

@@ -245,3 +245,39 @@ def test_eval_sets_record_scores_per_epoch_on_each_named_set(small, tokenizer):
     with pytest.raises(ValueError, match="head predicts"):
         bad = tiny.map(lambda row: {"labels": 5})
         training.train(model, tiny, tokenizer, epochs=1, progress=False, eval_sets={"bad": bad})
+
+
+def test_train_is_the_loop_written_out(small, tokenizer):
+    """Lesson 02 writes the loop in the notebook and says train() is exactly that loop: same losses."""
+    import math
+
+    import torch.nn.functional as F
+    from transformers import get_linear_schedule_with_warmup
+
+    from finetune_utils import env
+
+    train, _, labels = small
+    train = train.select(range(24))
+    packaged = training.train(heads.classifier(labels, seed=0), train, tokenizer, epochs=2, lr=1e-4, batch_size=8, seed=0, progress=False)
+
+    model = heads.classifier(labels, seed=0)
+    env.seed_everything(0)
+    batches = training.loader(train, tokenizer, batch_size=8, shuffle=True, seed=0)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-4)
+    total = 2 * len(batches)
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(0.1 * total), total)
+    losses = []
+    for _ in range(2):
+        model.train()
+        for batch in batches:
+            gold = batch.pop("labels")
+            loss = F.cross_entropy(model(**batch).logits, gold)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+    assert losses == packaged["loss"]
