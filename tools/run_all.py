@@ -3,8 +3,8 @@
     python tools/run_all.py [notebooks/03_*.ipynb ...]
 
 Executed copies go to _build/notebooks/ (ignored by git). Prints one row per
-notebook: wall time, the kernel's peak memory (RSS, sampled every 0.2 s), and
-pass/fail, against the budget the notebook declares in its metadata
+notebook: wall time, the kernel's CPU time (user + system, all its threads), its
+peak memory (RSS, sampled every 0.2 s), and pass/fail, against the budget the notebook declares in its metadata
 (``metadata["course"]["cpu_minutes"]`` and ``["memory_gb"]``). Exits 1 if any fails.
 """
 
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import psutil
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -29,12 +30,20 @@ def run(path: Path, timeout: int = 1800) -> dict:
     nb = nbformat.read(path, as_version=4)
     budget = nb.metadata.get("course", {})
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
-    start, error, monitor = time.perf_counter(), None, None
+    start, error, monitor, cpu = time.perf_counter(), None, None, None
     try:
         with client.setup_kernel():
-            monitor = PeakMemory(client.km.provisioner.process.pid, interval=0.2)
-            with monitor:
-                client.execute(cleanup_kc=False)  # kernel stays up until the with-block ends
+            kernel = psutil.Process(client.km.provisioner.process.pid)
+            monitor = PeakMemory(kernel.pid, interval=0.2)
+            try:
+                with monitor:
+                    client.execute(cleanup_kc=False)  # kernel stays up until the with-block ends
+            finally:
+                try:
+                    times = kernel.cpu_times()
+                    cpu = times.user + times.system
+                except psutil.Error:  # the kernel died: no CPU figure
+                    pass
     except CellExecutionError as err:
         error = str(err).strip().splitlines()[-1][:120]
     except Exception as err:  # noqa: BLE001 - a table row, not a crash
@@ -46,6 +55,7 @@ def run(path: Path, timeout: int = 1800) -> dict:
     return {
         "notebook": path.name,
         "wall_s": wall,
+        "cpu_s": cpu,
         "peak_gb": peak / 2**30,
         "budget_min": budget.get("cpu_minutes"),
         "budget_gb": budget.get("memory_gb"),
@@ -60,7 +70,7 @@ def main(argv: list[str]) -> int:
         print(f"running {path.name} ...", flush=True)
         rows.append(run(path))
     print()
-    header = f"{'notebook':<40} {'wall':>8} {'budget':>8} {'peak RSS':>9} {'budget':>7}  result"
+    header = f"{'notebook':<40} {'wall':>8} {'budget':>8} {'CPU':>8} {'peak RSS':>9} {'budget':>7}  result"
     print(header)
     print("-" * len(header))
     failed = 0
@@ -75,9 +85,18 @@ def main(argv: list[str]) -> int:
         budget_t = f"{r['budget_min']:.1f}m" if r["budget_min"] is not None else "-"
         budget_m = f"{r['budget_gb']:.1f}G" if r["budget_gb"] is not None else "-"
         print(
-            f"{r['notebook']:<40} {r['wall_s']:>7.1f}s {budget_t:>8} {r['peak_gb']:>8.2f}G {budget_m:>7}  "
+            f"{r['notebook']:<40} {r['wall_s']:>7.1f}s {budget_t:>8} {r['cpu_s'] or 0:>7.1f}s {r['peak_gb']:>8.2f}G {budget_m:>7}  "
             + result + ("  [" + ", ".join(flags) + "]" if flags else "")
         )
+    print("-" * len(header))
+    total_wall = sum(r["wall_s"] for r in rows)
+    total_cpu = sum(r["cpu_s"] or 0 for r in rows)
+    total_budget = sum(r["budget_min"] or 0 for r in rows)
+    print(f"{'all ' + str(len(rows)) + ' notebooks':<40} {total_wall:>7.1f}s {total_budget:>7.1f}m {total_cpu:>7.1f}s "
+          f"{max((r['peak_gb'] for r in rows), default=0):>8.2f}G (max)")
+    over = [r["notebook"] for r in rows if r["budget_min"] is not None and r["wall_s"] > 60 * r["budget_min"]]
+    if over:
+        print(f"over their time budget: {', '.join(over)}")
     print(f"\n{len(rows) - failed} passed, {failed} failed; executed copies in {OUT.relative_to(ROOT)}/")
     return 1 if failed else 0
 
