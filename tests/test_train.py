@@ -249,9 +249,11 @@ def test_incomplete_checkpoint_is_reported(tmp_path):
 
 # --------------------------------------------------------------------------- several processes
 
-#: Single-process test macro-F1 on support_sentiment with TWO_PROC settings varies by about
-#: this much from seed to seed (bench/train_processes.py measures it); a 2-process run
-#: with the same global batch must land within it.
+#: bench/train_processes.py (2026-11-28, 2 cores): single-process test macro-F1 with the TWO_PROC
+#: settings over seeds 0, 1, 2 spans 0.615..0.635 (spread 0.020); 2 processes x 8, seed 0: 0.635
+#: (1 process x 16, seed 0: 0.635). A 2-process run with the same global batch must land within
+#: this tolerance of the single-process run of the same seed (2.5 x the measured seed spread,
+#: for other machines' different float summation order).
 BAND = 0.05
 TWO_PROC = ["--data", "support_sentiment", "--max-length", "64", "--epochs", "2", "--seed", "0", "--quiet"]
 
