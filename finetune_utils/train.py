@@ -140,6 +140,9 @@ def check_output(output: Path, overwrite: bool, resume: bool) -> None:
         raise TrainError(f"--output {output} is a file, not a folder; name a folder")
     busy = output.is_dir() and any(output.iterdir())
     if resume:
+        if (output / "metrics.json").is_file() and not (output / CHECKPOINT_DIR / LATEST).is_file():
+            raise TrainError(f"the run in {output} has finished (its metrics.json is there): nothing to resume. "
+                             "Use --overwrite to train it again, or choose another --output.")
         if not (output / CHECKPOINT_DIR / LATEST).is_file():
             raise TrainError(f"nothing to resume in {output}: it has no {CHECKPOINT_DIR}/{LATEST}. "
                              "Start the run without --resume.")

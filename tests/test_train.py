@@ -202,6 +202,8 @@ def test_interrupted_run_resumes_to_the_same_result(finished, small_csv, tmp_pat
     assert second["history"]["loss"] == pytest.approx(first["history"]["loss"], abs=1e-6)
     assert second["test"] == first["test"] and second["validation"] == first["validation"]
     assert not (resumed / "checkpoints").exists()
+    finished_again = run_cli(*common, "--resume")
+    assert finished_again.returncode == 2 and "has finished" in finished_again.stderr
 
 
 def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

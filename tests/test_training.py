@@ -165,6 +165,24 @@ def test_predict_and_evaluate(small, tokenizer):
     assert result["accuracy"] == pytest.approx(np.mean(logits.argmax(-1) == np.asarray(val["labels"])))
 
 
+def test_predict_refuses_empty_and_untokenized_data(small, tokenizer, sentiment):
+    _, val, labels = small
+    model = heads.classifier(labels, seed=0)
+    with pytest.raises(ValueError, match="empty: there is nothing to predict"):
+        training.predict(model, val.select([]), tokenizer)
+    with pytest.raises(ValueError, match="tokenize it first"):
+        training.predict(model, sentiment[0]["validation"], tokenizer)
+
+
+def test_group_by_length_batches_similar_lengths(small, tokenizer):
+    train_ds, _, _ = small
+    grouped = list(training.loader(train_ds, tokenizer, batch_size=8, group_by_length=True, seed=0))
+    plain = list(training.loader(train_ds, tokenizer, batch_size=8, shuffle=True, seed=0))
+    assert sum(len(b["labels"]) for b in grouped) == len(train_ds)  # every example once per epoch
+    padded = lambda batches: sum(int((b["attention_mask"] == 0).sum()) for b in batches)
+    assert padded(grouped) < padded(plain)
+
+
 # --------------------------------------------------------------------------- token classification
 
 
