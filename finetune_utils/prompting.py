@@ -263,7 +263,7 @@ def score_labels(
         # batches of prompts of similar length waste little on padding
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         starts = range(0, len(prompts), batch_size)
-        for start in tqdm(starts, desc="scoring", disable=not progress, leave=False):
+        for start in tqdm(starts, desc="scoring", disable=not progress, leave=False, mininterval=1.0):
             members = order[start : start + batch_size]
             rows = [ids[i] for i in members]
             b = len(rows)
@@ -336,7 +336,7 @@ def generate(
     replies = []
     model.eval()
     try:
-        for start in tqdm(range(0, len(prompts), batch_size), desc="generating", disable=not progress, leave=False):
+        for start in tqdm(range(0, len(prompts), batch_size), desc="generating", disable=not progress, leave=False, mininterval=1.0):
             batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.inference_mode():

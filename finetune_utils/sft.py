@@ -347,7 +347,7 @@ def train(
     seen = 0
     model.train()
     start = time.perf_counter()
-    for step, idx in enumerate(tqdm(batches, desc="SFT", disable=not progress, leave=False), 1):
+    for step, idx in enumerate(tqdm(batches, desc="SFT", disable=not progress, leave=False, mininterval=1.0), 1):
         batch = collate([examples[i] for i in idx])
         history["tokens"] += int(batch["attention_mask"].sum())
         history["padded_tokens"] += batch["input_ids"].numel()

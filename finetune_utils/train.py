@@ -463,7 +463,7 @@ def run(args) -> int:
         accelerator.wait_for_everyone()
 
     history = state["history"]
-    bar = tqdm(total=total_steps, initial=state["step"], desc="fine-tuning", disable=args.quiet or not main, leave=False)
+    bar = tqdm(total=total_steps, initial=state["step"], desc="fine-tuning", disable=args.quiet or not main, leave=False, mininterval=1.0)
     stopped = False
     for epoch in range(state["epoch"], args.epochs + 1):
         sampler.set_epoch(epoch)
@@ -490,7 +490,7 @@ def run(args) -> int:
             history["loss"].append(mean_loss)
             history["lr"].append(scheduler.get_last_lr()[0])
             bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{mean_loss:.3f}")
+            bar.set_postfix(epoch=epoch, loss=f"{mean_loss:.3f}", refresh=False)
             at_stop = args.stop_after is not None and state["step"] >= args.stop_after
             if at_stop or (args.save_every and state["step"] % args.save_every == 0 and i + 1 < steps_per_epoch):
                 state["seconds"] += time.perf_counter() - start

@@ -277,7 +277,7 @@ def train(
 
     history = {"step": [], "loss": [], "lr": [], "epoch": [], "epoch_step": [], "train_loss": [], "seconds": []}
     step = 0
-    bar = tqdm(total=total_steps, desc="fine-tuning", disable=not progress, leave=False)
+    bar = tqdm(total=total_steps, desc="fine-tuning", disable=not progress, leave=False, mininterval=1.0)
     for epoch in range(1, epochs + 1):
         model.train()
         start, losses = time.perf_counter(), []
@@ -299,7 +299,7 @@ def train(
             history["loss"].append(losses[-1])
             history["lr"].append(scheduler.get_last_lr()[0])
             bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
+            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", refresh=False)
         history["seconds"].append(time.perf_counter() - start)
         history["epoch"].append(epoch)
         history["epoch_step"].append(step)
@@ -338,7 +338,7 @@ def predict(model, ds, tokenizer, batch_size: int = 64, device=None, progress: b
     outputs = []
     with torch.no_grad():
         batches = loader(ds.select(order), tokenizer, batch_size, task=task)
-        for batch in tqdm(batches, desc="predicting", disable=not progress, leave=False):
+        for batch in tqdm(batches, desc="predicting", disable=not progress, leave=False, mininterval=1.0):
             batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
             outputs.append(model(**batch).logits.float().cpu().numpy())
     if task == "token":
