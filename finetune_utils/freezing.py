@@ -242,6 +242,7 @@ def load_adapter(model, adapter_dir, is_trainable: bool = False):
     fit, instead of a size-mismatch error from deep inside PyTorch. Only safetensors
     adapters are read. Returns the ``PeftModel``.
     """
+    import json
     from pathlib import Path
 
     from peft import PeftModel
@@ -260,8 +261,6 @@ def load_adapter(model, adapter_dir, is_trainable: bool = False):
             f"{adapter_dir} has no adapter_model.safetensors; the course loads adapters only as safetensors "
             "(peft saves them so by default)"
         )
-    import json
-
     base_name = json.loads(config_file.read_text()).get("base_model_name_or_path")
     modules = dict(_unwrap(model).named_modules())
     with safe_open(str(weights), framework="pt") as tensors:

@@ -424,10 +424,7 @@ def run(args) -> int:
     batches = DataLoader(train_ds, batch_size=args.batch_size, sampler=sampler,
                          collate_fn=training.collator(tokenizer), generator=torch.Generator().manual_seed(args.seed))
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    optimizer = training.adamw([{"params": decay, "weight_decay": args.weight_decay},
-                                {"params": no_decay, "weight_decay": 0.0}], args.lr, device)
+    optimizer = training.adamw(training.weight_decay_groups(params, args.weight_decay), args.lr, device)
     steps_per_epoch = len(batches)
     total_steps = args.epochs * steps_per_epoch
     scheduler = get_linear_schedule_with_warmup(optimizer, int(np.ceil(args.warmup_ratio * total_steps)), total_steps)

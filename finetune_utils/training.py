@@ -170,6 +170,15 @@ def loader(
 # --------------------------------------------------------------------------- the loop
 
 
+def weight_decay_groups(params, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: weight matrices decay; biases and LayerNorm weights (1-d tensors) do not."""
+    params = [p for p in params if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+
+
 def adamw(param_groups, lr: float, device=None):
     """``torch.optim.AdamW`` with the fused implementation where PyTorch has one (CPU, CUDA).
 
@@ -268,9 +277,7 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters: unfreeze something before training")
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
-    optimizer = adamw([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr, device)
+    optimizer = adamw(weight_decay_groups(params, weight_decay), lr, device)
     total_steps = epochs * len(batches)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(warmup_ratio * total_steps), total_steps)
     weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=device)
