@@ -183,8 +183,9 @@ def adamw(param_groups, lr: float, device=None):
     """``torch.optim.AdamW`` with the fused implementation where PyTorch has one (CPU, CUDA).
 
     Fused AdamW updates all tensors in one kernel instead of a Python loop over them:
-    the same update rule, and on a 2-core CPU about a fifth less time per fine-tuning
-    step for the 22.7 M-parameter encoder. ``transformers.Trainer`` uses it by default too.
+    the same update rule. Measured on a 2-core CPU for the 22.7 M-parameter encoder: the
+    optimizer step takes a third of the time, a full fine-tuning epoch about 12 % less.
+    ``transformers.Trainer`` uses it by default too.
     """
     import torch
 
