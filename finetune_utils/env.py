@@ -10,6 +10,7 @@ Every notebook starts with::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sys
@@ -101,6 +102,22 @@ def thread_report() -> dict:
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
     }
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Run the block with a single BLAS thread (numpy's and scipy's OpenBLAS or MKL).
+
+    scikit-learn's small fits (a logistic regression on a few hundred rows) make many
+    tiny BLAS calls; with more than one BLAS thread, waking the threads for each call
+    costs far more than the work. Measured on a 2-core machine: lesson 03's 32 baseline
+    fits (TF-IDF and embedding logistic regressions) took 10.8 s, with one BLAS thread
+    2.3 s, with the same predictions. PyTorch's own thread pool is not touched.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def repo_root() -> Path:

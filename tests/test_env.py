@@ -74,3 +74,18 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_one_blas_thread_limits_blas_inside_the_block_only():
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return {pool["filepath"]: pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    before = blas_threads()
+    assert before, "numpy should load a BLAS library"
+    with env.one_blas_thread():
+        assert set(blas_threads().values()) == {1}
+        inside_torch = torch.get_num_threads()
+    assert blas_threads() == before
+    assert inside_torch == torch.get_num_threads()  # PyTorch's pool is left alone
