@@ -24,6 +24,23 @@ def pair_texts(first, second, sep: str = " [SEP] ") -> list[str]:
     return [a + sep + b for a, b in zip(first, second)]
 
 
+def choose_c(fit, cs, val_inputs, val_labels):
+    """Fit one classifier per regularisation strength and keep the best on validation.
+
+    ``fit(c)`` returns a fitted classifier; the one with the highest validation macro-F1
+    on ``val_inputs`` wins (the first C on ties). Returns ``(classifier, c)``. Shared by
+    :func:`tfidf_logreg` and :func:`finetune_utils.diagnostics.embedding_logreg`.
+    """
+    best, best_c, best_f1 = None, None, -1.0
+    val_labels = list(val_labels)
+    for c in cs:
+        model = fit(c)
+        f1 = scores(val_labels, model.predict(val_inputs))["macro_f1"]
+        if f1 > best_f1:
+            best, best_c, best_f1 = model, c, f1
+    return best, best_c
+
+
 def tfidf_logreg(train_texts, train_labels, val_texts=None, val_labels=None, cs=(0.1, 1.0, 10.0, 100.0), seed: int = 0):
     """Fit TF-IDF (word 1-2 grams, sublinear tf) + logistic regression.
 
@@ -49,12 +66,7 @@ def tfidf_logreg(train_texts, train_labels, val_texts=None, val_labels=None, cs=
         if val_texts is None:
             clf, best_c = fit(10.0), 10.0
         else:
-            x_val, clf, best_c, best_f1 = vectorizer.transform(list(val_texts)), None, None, -1.0
-            for c in cs:
-                candidate = fit(c)
-                f1 = scores(list(val_labels), candidate.predict(x_val))["macro_f1"]
-                if f1 > best_f1:
-                    clf, best_c, best_f1 = candidate, c, f1
+            clf, best_c = choose_c(fit, cs, vectorizer.transform(list(val_texts)), val_labels)
     best = make_pipeline(vectorizer, clf)
     best.C_ = best_c
     return best

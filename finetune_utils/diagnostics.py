@@ -297,8 +297,8 @@ def embedding_logreg(train_embeddings, train_labels, val_embeddings=None, val_la
     """
     from sklearn.linear_model import LogisticRegression
 
+    from .baselines import choose_c
     from .env import one_blas_thread
-    from .evaluation import scores
 
     def fit(c):
         return LogisticRegression(C=c, max_iter=2000, class_weight="balanced", random_state=seed).fit(
@@ -311,12 +311,7 @@ def embedding_logreg(train_embeddings, train_labels, val_embeddings=None, val_la
         if val_embeddings is None:
             best, best_c = fit(1.0), 1.0
         else:
-            best, best_c, best_f1 = None, None, -1.0
-            for c in cs:
-                model = fit(c)
-                f1 = scores(val_labels, model.predict(val_embeddings))["macro_f1"]
-                if f1 > best_f1:
-                    best, best_c, best_f1 = model, c, f1
+            best, best_c = choose_c(fit, cs, val_embeddings, val_labels)
     best.C_ = best_c
     return best
 

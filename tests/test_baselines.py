@@ -40,3 +40,17 @@ def test_tfidf_logreg_equals_the_plain_pipeline_with_the_chosen_c():
         LogisticRegression(C=model.C_, max_iter=5000, class_weight="balanced", random_state=3),
     ).fit(train["text"], train["label"])
     np.testing.assert_allclose(model.predict_proba(test["text"]), plain.predict_proba(test["text"]), atol=1e-9)
+
+
+def test_choose_c_keeps_the_best_validation_score_and_the_first_on_ties():
+    class Constant:
+        def __init__(self, label):
+            self.label = label
+
+        def predict(self, inputs):
+            return [self.label] * len(inputs)
+
+    val_inputs, val_labels = ["a", "b", "c", "d"], [1, 1, 1, 0]
+    # C=1 and C=10 both predict 1 everywhere (the same macro-F1): the first wins; C=0.1 predicts 0 (worse)
+    model, c = baselines.choose_c(lambda c: Constant(0 if c < 1 else 1), (0.1, 1.0, 10.0), val_inputs, val_labels)
+    assert (c, model.label) == (1.0, 1)
