@@ -35,6 +35,8 @@ if "google.colab" in sys.modules:
     sys.path.insert(0, "{CLONE_DIR}")
     os.chdir("{CLONE_DIR}/notebooks")'''
 
+PLACEHOLDER = re.compile(r"^\s*#\s*\(set-up cell[^\n]*\)\s*$")
+
 MAP_START, MAP_END = "<!-- notebook-map:start -->", "<!-- notebook-map:end -->"
 
 
@@ -78,6 +80,8 @@ def sync_notebook(path: Path) -> bool:
         nb.cells.insert(first_code, nbformat.v4.new_code_cell(SETUP_CELL))
     else:
         code_cells[0].source = SETUP_CELL
+    # An authoring leftover: an empty placeholder cell where the set-up cell used to be generated.
+    nb.cells = [c for c in nb.cells if not (c.cell_type == "code" and PLACEHOLDER.match(c.source))]
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
