@@ -1,29 +1,19 @@
 """Self-check quizzes: short multiple-choice and ordering questions inside the lessons.
 
-Guide for lesson writers
-------------------------
-Put a self-check right after the part of the lesson that teaches what the question needs
-(or at the end, before ``## Summary``): a markdown cell, then a code cell. In a
-percent-format script (/work/nbsrc/NN.py)::
+The questions live in readable YAML files next to this module, one per lesson:
+``finetune_utils/quizzes/NN.yaml``. A teacher adds or fixes a question by editing that file,
+then runs one command, which validates every file and lists the questions::
 
-    # %% [markdown]
-    # ### Self-check
-    # One question on what this section showed; pick an answer and press *Check*.
+    python -m finetune_utils.quiz --check
 
-    # %%
+A lesson shows a question right after the part that teaches what it needs, with a code
+cell of its own (no assertion, no data, so it runs in a second under nbval)::
+
     from finetune_utils import quiz
     quiz.show("q01_deploy")
 
-``quiz.questions(lesson=1)`` lists the ids that belong to lesson 01. Use one cell per
-question. The cell has no assertion and needs no data, so it runs in a second under nbval.
-New questions go into the bank with ``tools/quiz_bank.py`` (export, edit, build), never by
-editing ``_quiz_bank.py`` by hand.
+For students::
 
-For students
-------------
-::
-
-    from finetune_utils import quiz
     quiz.show("q01_deploy")          # interactive widget (JupyterLab, Colab)
     quiz.ask("q01_deploy")           # the same question as plain text
     quiz.check("q01_deploy", "B")    # prints right/wrong and the explanation; returns True/False
@@ -31,47 +21,38 @@ For students
     quiz.questions(lesson=1)         # the ids of lesson 01
 
 Without ipywidgets (or outside a notebook), ``show`` prints the question and tells you to
-answer with ``check``.
-
-How the bank is stored (a self-check, not security)
----------------------------------------------------
-The questions live in ``_quiz_bank.py`` as compressed JSON encoded in base64, so that
-neither the answers nor the explanations can be read at a glance in the package files.
-The correct answer itself is not stored at all: only a salted SHA-256 hash of
-``"<salt>:<id>:<answer>"`` (and, for ordering questions, one hash per position, so that
-feedback can say how many steps are in place). ``check`` hashes your answer and compares.
-This keeps an honest student from seeing the answer by accident; it does not stop anyone
-who wants to cheat (there are only a few possible answers to try). That is fine for a
-self-check: nothing is graded with it.
+answer with ``check``. The answers are in the YAML files: this is a self-check, not an exam.
 """
 
 from __future__ import annotations
 
-import base64
+import argparse
 import difflib
-import hashlib
 import html
-import itertools
-import json
 import re
+import sys
 import textwrap
-import zlib
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 __all__ = [
     "InvalidAnswerError",
     "Question",
+    "QuizBankError",
     "UnknownQuestionError",
     "ask",
     "check",
     "get",
     "questions",
     "show",
+    "validate",
     "widget",
 ]
 
+BANK_DIR = Path(__file__).with_name("quizzes")
 KINDS = ("choice", "order")
+FIELDS = ("id", "kind", "topic", "text", "options", "explanations", "answer")
 _ID_PATTERN = re.compile(r"^q(\d\d)_[a-z0-9_]+$")
 _WIDTH = 88
 
@@ -87,9 +68,13 @@ class InvalidAnswerError(ValueError):
     """The answer is not a well-formed answer to the question (not merely a wrong one)."""
 
 
+class QuizBankError(ValueError):
+    """A quiz file is malformed; the message names the file, the question and what to fix."""
+
+
 @dataclass(frozen=True)
 class Question:
-    """One question of the bank (the correct answer is only present as hashes)."""
+    """One question of the bank."""
 
     id: str
     lesson: int
@@ -98,9 +83,7 @@ class Question:
     text: str
     options: dict  # letter -> option text (for "order": the steps to arrange)
     explanations: dict  # letter -> why this option is right/wrong (or where this step belongs)
-    salt: str
-    answer_hash: str
-    position_hashes: tuple = ()  # "order" only: one hash per position
+    answer: str  # "choice": one letter; "order": every letter once, first step first
 
     @property
     def letters(self) -> list[str]:
@@ -110,140 +93,74 @@ class Question:
 # --------------------------------------------------------------------------- the bank
 
 
-def _digest(*parts: object) -> str:
-    return hashlib.sha256(":".join(str(p) for p in parts).encode("utf-8")).hexdigest()
+def _validate_question(q, where: str, lesson: int) -> Question:
+    """Check one question read from a lesson's file; return it as a :class:`Question`."""
+    if not isinstance(q, dict):
+        raise QuizBankError(f"{where}: each question is a mapping of {', '.join(FIELDS)}")
+    where = f"{where} ({q.get('id', '?')})"
+    missing = [k for k in FIELDS if k not in q]
+    unknown = sorted(set(q) - set(FIELDS))
+    if missing or unknown:
+        raise QuizBankError(f"{where}: missing field(s) {missing}, unknown field(s) {unknown}")
+    match = _ID_PATTERN.match(str(q["id"]))
+    if not match:
+        raise QuizBankError(f"{where}: ids look like 'q01_deploy' (q, two-digit lesson, _, lowercase words)")
+    if int(match.group(1)) != lesson:
+        raise QuizBankError(f"{where}: the id's lesson {match.group(1)} does not match the file's ({lesson:02d})")
+    if q["kind"] not in KINDS:
+        raise QuizBankError(f"{where}: kind must be one of {KINDS}, got {q['kind']!r}")
+    if not isinstance(q["options"], dict) or not isinstance(q["explanations"], dict):
+        raise QuizBankError(f"{where}: options and explanations are mappings from a letter to a text")
+    letters = [str(k) for k in q["options"]]
+    if len(letters) < 3 or letters != [chr(ord("A") + k) for k in range(len(letters))]:
+        raise QuizBankError(f"{where}: options must be labelled A, B, C, ... in order (at least 3), got {letters}")
+    if sorted(str(k) for k in q["explanations"]) != letters:
+        raise QuizBankError(f"{where}: give one explanation per option {letters}, got {sorted(q['explanations'])}")
+    texts = [q["text"], q["topic"], *q["options"].values(), *q["explanations"].values()]
+    if not all(isinstance(t, str) and t.strip() for t in texts):
+        raise QuizBankError(f"{where}: the topic, the text, every option and every explanation must be non-empty text")
+    answer = str(q["answer"]).strip()
+    if q["kind"] == "choice" and answer not in letters:
+        raise QuizBankError(f"{where}: the answer of a choice question is one of {letters}, got {answer!r}")
+    if q["kind"] == "order" and sorted(answer) != letters:
+        raise QuizBankError(f"{where}: the answer of an order question uses every letter {letters} once, got {answer!r}")
+    return Question(id=q["id"], lesson=lesson, kind=q["kind"], topic=q["topic"].strip(), text=q["text"].strip(),
+                    options={k: v.strip() for k, v in q["options"].items()},
+                    explanations={k: q["explanations"][k].strip() for k in letters}, answer=answer)
 
 
-def _encode(obj) -> str:
-    raw = json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    return base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
+def validate(folder: Path | str = BANK_DIR) -> dict[str, Question]:
+    """Read and check every ``NN.yaml`` in ``folder``; return the questions by id.
 
+    Raises :class:`QuizBankError` naming the file and the question for anything malformed
+    (a YAML syntax error, a missing field, a wrong answer format, a duplicate id).
+    """
+    import yaml
 
-def _decode(blob: str):
-    try:
-        return json.loads(zlib.decompress(base64.b64decode("".join(blob.split()))).decode("utf-8"))
-    except (ValueError, zlib.error) as err:
-        raise RuntimeError(
-            "finetune_utils/_quiz_bank.py is damaged and cannot be decoded; restore it from the repository "
-            "or rebuild it with `python tools/quiz_bank.py build SOURCE.json`."
-        ) from err
+    bank: dict[str, Question] = {}
+    paths = sorted(Path(folder).glob("*.yaml"))
+    if not paths:
+        raise QuizBankError(f"no quiz files (NN.yaml) in {folder}")
+    for path in paths:
+        if not re.fullmatch(r"\d\d", path.stem):
+            raise QuizBankError(f"{path.name}: name a quiz file after its lesson, e.g. 03.yaml")
+        try:
+            entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+        except yaml.YAMLError as err:
+            raise QuizBankError(f"{path.name}: not valid YAML: {err}") from None
+        if not isinstance(entries, list):
+            raise QuizBankError(f"{path.name}: the file is a list of questions, each starting with '- id: ...'")
+        for i, entry in enumerate(entries, start=1):
+            question = _validate_question(entry, f"{path.name}, question {i}", int(path.stem))
+            if question.id in bank:
+                raise QuizBankError(f"{path.name}, question {i}: duplicate id {question.id}")
+            bank[question.id] = question
+    return bank
 
 
 @lru_cache(maxsize=1)
 def _bank() -> dict[str, Question]:
-    from ._quiz_bank import BANK
-
-    bank = {}
-    for entry in _decode(BANK):
-        entry = dict(entry)
-        entry["position_hashes"] = tuple(entry.get("position_hashes", ()))
-        question = Question(**entry)
-        bank[question.id] = question
-    return bank
-
-
-def _validate_source(entries: list[dict]) -> None:
-    """Check a plain-text bank source (as written by ``tools/quiz_bank.py export``); raise ValueError."""
-    if not isinstance(entries, list) or not entries:
-        raise ValueError("the quiz source must be a non-empty JSON list of questions")
-    seen = set()
-    required = ("id", "lesson", "kind", "topic", "text", "options", "explanations", "answer")
-    for i, q in enumerate(entries):
-        where = f"question #{i} ({q.get('id', '?')!r})" if isinstance(q, dict) else f"question #{i}"
-        if not isinstance(q, dict):
-            raise ValueError(f"{where}: must be a JSON object")
-        missing = [k for k in required if k not in q]
-        if missing:
-            raise ValueError(f"{where}: missing field(s) {missing}")
-        match = _ID_PATTERN.match(q["id"])
-        if not match:
-            raise ValueError(f"{where}: ids look like 'q01_deploy' (q, two-digit lesson, _, lowercase words)")
-        if q["id"] in seen:
-            raise ValueError(f"{where}: duplicate id")
-        seen.add(q["id"])
-        if q["lesson"] != int(match.group(1)):
-            raise ValueError(f"{where}: lesson {q['lesson']} does not match the id's prefix {match.group(1)}")
-        if q["kind"] not in KINDS:
-            raise ValueError(f"{where}: kind must be one of {KINDS}, got {q['kind']!r}")
-        letters = list(q["options"])
-        if len(letters) < 3 or letters != [chr(ord("A") + k) for k in range(len(letters))]:
-            raise ValueError(f"{where}: options must be labelled A, B, C, ... in order (at least 3), got {letters}")
-        if sorted(q["explanations"]) != letters:
-            raise ValueError(f"{where}: give one explanation per option {letters}, got {sorted(q['explanations'])}")
-        empty = [k for k in letters if not str(q["options"][k]).strip() or not str(q["explanations"][k]).strip()]
-        if empty or not q["text"].strip():
-            raise ValueError(f"{where}: empty question text, option or explanation {empty}")
-        answer = q["answer"]
-        if q["kind"] == "choice" and answer not in letters:
-            raise ValueError(f"{where}: the answer of a choice question is one of {letters}, got {answer!r}")
-        if q["kind"] == "order" and sorted(answer) != letters:
-            raise ValueError(f"{where}: the answer of an order question uses every letter {letters} once, got {answer!r}")
-
-
-def _build_bank(entries: list[dict], new_salt=None) -> list[dict]:
-    """Hash the answers of a validated plain-text source into bank entries (no answer field)."""
-    import secrets
-
-    _validate_source(entries)
-    new_salt = new_salt or (lambda: secrets.token_hex(8))
-    bank = []
-    for q in entries:
-        salt = q.get("salt") or new_salt()
-        entry = {k: q[k] for k in ("id", "lesson", "kind", "topic", "text", "options", "explanations")}
-        entry["salt"] = salt
-        entry["answer_hash"] = _digest(salt, q["id"], q["answer"])
-        if q["kind"] == "order":
-            entry["position_hashes"] = [_digest(salt, q["id"], pos, letter) for pos, letter in enumerate(q["answer"])]
-        bank.append(entry)
-    return bank
-
-
-def _bank_module_text(entries: list[dict], new_salt=None) -> str:
-    """The text of ``_quiz_bank.py`` for a plain-text source (used by tools/quiz_bank.py build)."""
-    blob = _encode(_build_bank(entries, new_salt))
-    lines = "\n".join(f'    "{blob[i:i + 76]}"' for i in range(0, len(blob), 76))
-    return (
-        '"""The question bank of finetune_utils.quiz, encoded (zlib-compressed JSON in base64).\n\n'
-        "Generated by `python tools/quiz_bank.py build SOURCE.json`; do not edit by hand.\n"
-        "Answers are stored only as salted SHA-256 hashes. This hides them from a casual look;\n"
-        "it is a self-check, not security (see the docstring of finetune_utils.quiz).\n"
-        '"""\n\n'
-        f"BANK = (\n{lines}\n)\n"
-    )
-
-
-def _correct_answer(question_id: str) -> str:
-    """Recover the correct answer by trying every possible one against the hash.
-
-    For the tests and ``tools/quiz_bank.py export`` only: a student could do the same,
-    which is why the quiz is a self-check and not an exam.
-    """
-    q = get(question_id)
-    candidates = q.letters if q.kind == "choice" else ("".join(p) for p in itertools.permutations(q.letters))
-    found = [c for c in candidates if _digest(q.salt, q.id, c) == q.answer_hash]
-    if len(found) != 1:
-        raise RuntimeError(f"{q.id}: the bank's answer hash matches {len(found)} answers (expected exactly one)")
-    return found[0]
-
-
-def _export_source() -> list[dict]:
-    """The bank as an editable plain-text source, answers included (tools/quiz_bank.py export)."""
-    out = []
-    for q in _bank().values():
-        out.append(
-            {
-                "id": q.id,
-                "lesson": q.lesson,
-                "kind": q.kind,
-                "topic": q.topic,
-                "text": q.text,
-                "options": dict(q.options),
-                "explanations": dict(q.explanations),
-                "answer": _correct_answer(q.id),
-                "salt": q.salt,
-            }
-        )
-    return out
+    return validate(BANK_DIR)
 
 
 # --------------------------------------------------------------------------- lookup
@@ -327,26 +244,26 @@ class _Feedback:
 
 def _evaluate(q: Question, answer: str) -> _Feedback:
     """Feedback for a normalised answer."""
-    correct = _digest(q.salt, q.id, answer) == q.answer_hash
+    correct = answer == q.answer
     if q.kind == "choice":
         if correct:
-            return _Feedback(True, f"✅ Right: {answer}.", ((answer, q.explanations[answer]),))
+            return _Feedback(True, f"✓ Right: {answer}.", ((answer, q.explanations[answer]),))
         return _Feedback(
             False,
-            f"❌ Not quite: {answer} is not the best answer. Read why, then try another option.",
+            f"✗ Not quite: {answer} is not the best answer. Read why, then try another option.",
             ((answer, q.explanations[answer]),),
         )
     arrow = " → ".join(answer)
     if correct:
-        return _Feedback(True, f"✅ Right: {arrow}.", tuple((f"{i + 1}. {c}", q.explanations[c]) for i, c in enumerate(answer)))
-    in_place = [_digest(q.salt, q.id, pos, c) == h for pos, (c, h) in enumerate(zip(answer, q.position_hashes))]
+        return _Feedback(True, f"✓ Right: {arrow}.", tuple((f"{i + 1}. {c}", q.explanations[c]) for i, c in enumerate(answer)))
+    in_place = [c == right for c, right in zip(answer, q.answer)]
     details = tuple(
         (f"{i + 1}. {c} ✔", "in its place") if ok else (f"{i + 1}. {c} ✘", q.explanations[c])
         for i, (c, ok) in enumerate(zip(answer, in_place))
     )
     return _Feedback(
         False,
-        f"❌ Not quite: {arrow} has {sum(in_place)} of {len(answer)} steps in the right place. "
+        f"✗ Not quite: {arrow} has {sum(in_place)} of {len(answer)} steps in the right place. "
         "Read the hints for the misplaced ones and try again.",
         details,
     )
@@ -507,3 +424,29 @@ def show(question_id: str) -> None:
         except Exception:  # noqa: BLE001 - an older Colab: its built-in manager may still work
             pass
     display(widget(q.id))
+
+
+# --------------------------------------------------------------------------- command
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m finetune_utils.quiz --check``: validate the quiz files and list the questions."""
+    parser = argparse.ArgumentParser(prog="python -m finetune_utils.quiz",
+                                     description="Validate the self-check quiz files and list their questions.")
+    parser.add_argument("--check", action="store_true", help="validate every quiz file (the default action)")
+    parser.add_argument("--folder", type=Path, default=BANK_DIR, help="the folder of NN.yaml files (default: the package's)")
+    args = parser.parse_args(argv)
+    try:
+        bank = validate(args.folder)
+    except QuizBankError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for q in sorted(bank.values(), key=lambda q: (q.lesson, q.id)):
+        print(f"{q.id:<28} lesson {q.lesson:02d}  {q.kind:<6}  answer {q.answer:<5}  {q.topic}")
+    per_lesson = {n: sum(q.lesson == n for q in bank.values()) for n in sorted({q.lesson for q in bank.values()})}
+    print(f"{len(bank)} questions, all valid; per lesson: " + ", ".join(f"{n:02d}: {c}" for n, c in per_lesson.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

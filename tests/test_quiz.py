@@ -1,12 +1,10 @@
-"""The self-check quizzes: the seed's questions are all there, answers check, nothing leaks."""
+"""The self-check quizzes: the seed's questions are all there, the readable bank validates, answers check."""
 
-import base64
 import itertools
-import json
 import re
+import shutil
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import nbformat
@@ -34,14 +32,10 @@ SEED_QUESTIONS = {
 }
 
 
-def package_files():
-    return [p for p in PACKAGE.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
-
-
 def wrong_answers(q):
     if q.kind == "choice":
-        return [k for k in q.letters if k != quiz._correct_answer(q.id)]
-    return ["".join(p) for p in itertools.permutations(q.letters) if "".join(p) != quiz._correct_answer(q.id)]
+        return [k for k in q.letters if k != q.answer]
+    return ["".join(p) for p in itertools.permutations(q.letters) if "".join(p) != q.answer]
 
 
 # ------------------------------------------------------------------- content
@@ -55,7 +49,7 @@ def test_every_seed_question_is_in_its_lesson():
         assert qid in quiz.questions(lesson=lesson)
         for word in about:
             assert word.lower() in q.text.lower(), f"{qid}: question should be about {word!r}"
-        correct = quiz._correct_answer(qid)
+        correct = quiz.get(qid).answer
         if kind == "choice":
             for word in in_answer:
                 assert word.lower() in q.options[correct].lower(), f"{qid}: correct option should mention {word!r}"
@@ -73,11 +67,11 @@ def test_every_question_has_options_and_an_explanation_per_option():
             assert len(q.explanations[letter]) > 60, f"{qid} {letter}: explanation too short"
             assert q.explanations[letter] != q.options[letter]
         if q.kind == "order":
-            assert quiz._correct_answer(qid) != "".join(q.letters), f"{qid}: steps listed in their correct order"
+            assert quiz.get(qid).answer != "".join(q.letters), f"{qid}: steps listed in their correct order"
 
 
 def test_correct_choices_are_spread_over_the_letters():
-    answers = [quiz._correct_answer(i) for i in quiz.questions() if quiz.get(i).kind == "choice"]
+    answers = [quiz.get(i).answer for i in quiz.questions() if quiz.get(i).kind == "choice"]
     assert len(set(answers)) >= 3, f"correct answers too predictable: {answers}"
 
 
@@ -100,7 +94,7 @@ def test_questions_are_worded_independently_of_the_seed():
 def test_check_accepts_the_right_answer_and_rejects_every_wrong_one(capsys):
     for qid in quiz.questions():
         q = quiz.get(qid)
-        right = quiz._correct_answer(qid)
+        right = quiz.get(qid).answer
         assert quiz.check(qid, right) is True
         out = capsys.readouterr().out
         assert "Right" in out and "Not quite" not in out
@@ -116,18 +110,18 @@ def test_check_accepts_the_right_answer_and_rejects_every_wrong_one(capsys):
 
 def test_answers_are_normalised():
     order = next(i for i in quiz.questions() if quiz.get(i).kind == "order")
-    right = quiz._correct_answer(order)
+    right = quiz.get(order).answer
     for form in (right.lower(), ", ".join(right), " → ".join(right), list(right), f"  {'-'.join(right)} "):
         assert quiz.check(order, form) is True, form
     choice = "q01_deploy"
-    right = quiz._correct_answer(choice)
+    right = quiz.get(choice).answer
     for form in (right.lower(), f" {right} ", f"{right})", f"{right}."):
         assert quiz.check(choice, form) is True, form
 
 
 def test_ordering_feedback_counts_steps_in_place(capsys):
     q = quiz.get("q01_order_steps")
-    right = quiz._correct_answer(q.id)
+    right = q.answer
     swapped = right[1] + right[0] + right[2:]
     assert quiz.check(q.id, swapped) is False
     out = capsys.readouterr().out
@@ -156,9 +150,9 @@ def test_bad_ids_and_answers_give_clear_errors(qid, answer, error, message):
 
 
 def test_questions_by_lesson():
-    assert quiz.questions(lesson=1) == ["q01_deploy", "q01_order_steps"]
-    assert quiz.questions(lesson=7) == ["q07_hypothesis", "q07_legal_summaries"]
-    assert quiz.questions(lesson=3) == []
+    assert {"q01_deploy", "q01_order_steps"} <= set(quiz.questions(lesson=1))
+    assert all(qid.startswith("q07_") for qid in quiz.questions(lesson=7))
+    assert quiz.questions(lesson=0) == []
     assert sum(len(quiz.questions(lesson=n)) for n in range(10)) == len(quiz.questions())
     with pytest.raises(ValueError, match="lesson number"):
         quiz.questions(lesson="1")
@@ -177,70 +171,88 @@ def test_ask_prints_the_question_and_options_but_not_the_explanations(capsys):
             assert " ".join(q.explanations[letter].split()[:8]) not in out
 
 
-# ------------------------------------------------------------------- storage
+# ------------------------------------------------------------------- the bank a teacher edits
 
 
-def test_answers_and_explanations_are_not_in_plain_text_in_the_package():
-    texts = {p: p.read_text(errors="ignore") for p in package_files()}
-    assert PACKAGE / "_quiz_bank.py" in texts
+def test_every_lesson_has_at_least_two_questions():
+    for lesson in range(1, 10):
+        assert len(quiz.questions(lesson=lesson)) >= 2, f"lesson {lesson:02d} needs at least two self-check questions"
+
+
+def test_every_question_is_shown_in_its_lesson_and_every_shown_question_exists():
+    shown = {}
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            for qid in re.findall(r'quiz\.show\("(q\d\d_[a-z0-9_]+)"\)', cell.source if cell.cell_type == "code" else ""):
+                shown[qid] = int(path.name[:2])
+    assert set(shown) <= set(quiz.questions()), f"shown but not in the bank: {set(shown) - set(quiz.questions())}"
     for qid in quiz.questions():
-        q = quiz.get(qid)
-        right = quiz._correct_answer(qid)
-        forms = [right] if q.kind == "choice" else [right, ", ".join(right), "-".join(right), " → ".join(right)]
-        for path, text in texts.items():
-            for form in forms:
-                for pattern in (f"{qid}:{form}", f"{qid}={form}", f'"{qid}": "{form}"', f"'{qid}': '{form}'",
-                                f'{qid}", "{form}"', f"{qid}: {form}"):
-                    assert pattern not in text, f"{path.name} gives away {qid}'s answer: {pattern!r}"
-            if q.kind == "order":
-                assert not re.search(rf"(?<![A-Za-z0-9+/]){right}(?![A-Za-z0-9+/=])", text), f"{path.name}: {right}"
-            for secret in (q.text, q.options[right[0]], q.explanations[right[0]]):
-                assert secret[:40] not in text, f"{path.name} contains {qid}'s text in plain text"
+        assert shown.get(qid) == quiz.get(qid).lesson, f"{qid} is not shown in lesson {quiz.get(qid).lesson:02d}"
 
 
-def test_the_bank_stores_hashes_not_answers():
-    from finetune_utils._quiz_bank import BANK
-
-    entries = json.loads(zlib.decompress(base64.b64decode("".join(BANK.split()))))
-    assert len(entries) == len(quiz.questions())
-    for entry in entries:
-        assert "answer" not in entry and re.fullmatch(r"[0-9a-f]{64}", entry["answer_hash"])
-        right = quiz._correct_answer(entry["id"])
-        assert right not in json.dumps({k: v for k, v in entry.items() if k not in ("options", "explanations", "text", "topic")})
-        if entry["kind"] == "order":
-            assert len(entry["position_hashes"]) == len(entry["options"])
-
-
-def test_export_and_build_round_trip(tmp_path):
-    source, rebuilt = tmp_path / "source.json", tmp_path / "bank.py"
-    tool = [sys.executable, str(ROOT / "tools" / "quiz_bank.py")]
-    out = subprocess.run([*tool, "export", str(source)], capture_output=True, text=True)
+def test_the_check_command_validates_the_bank_and_lists_it():
+    out = subprocess.run([sys.executable, "-m", "finetune_utils.quiz", "--check"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    questions = json.loads(source.read_text())
-    assert {q["id"]: q["answer"] for q in questions} == {i: quiz._correct_answer(i) for i in quiz.questions()}
-    out = subprocess.run([*tool, "build", str(source), "--out", str(rebuilt)], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert rebuilt.read_text() == (PACKAGE / "_quiz_bank.py").read_text()
-
-    del questions[0]["explanations"]["B"]
-    source.write_text(json.dumps(questions))
-    out = subprocess.run([*tool, "build", str(source), "--out", str(rebuilt)], capture_output=True, text=True)
-    assert out.returncode == 1 and "one explanation per option" in out.stderr
+    assert f"{len(quiz.questions())} questions, all valid" in out.stdout
+    assert all(qid in out.stdout for qid in quiz.questions())
 
 
-def test_build_rejects_malformed_questions():
-    good = quiz._export_source()[0]
-    for change, message in [
-        ({"id": "deploy"}, "ids look like"),
-        ({"lesson": 4}, "does not match"),
-        ({"kind": "essay"}, "kind must be"),
-        ({"answer": "F"}, "answer of a choice question"),
-        ({"options": {"A": "x", "C": "y", "D": "z"}}, "labelled A, B, C"),
-    ]:
-        with pytest.raises(ValueError, match=message):
-            quiz._build_bank([{**good, **change}])
-    with pytest.raises(ValueError, match="duplicate id"):
-        quiz._build_bank([good, good])
+def _bank_copy(tmp_path):
+    folder = tmp_path / "quizzes"
+    shutil.copytree(PACKAGE / "quizzes", folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("  answer: C\n", "  answer: F\n", "answer of a choice question"),
+        ("  kind: choice\n", "  kind: essay\n", "kind must be"),
+        ("- id: q01_deploy\n", "- id: deploy\n", "ids look like"),
+        ("- id: q01_deploy\n", "- id: q04_deploy\n", "does not match the file"),
+        ("- id: q01_deploy\n", "- id: q01_order_steps\n", "duplicate id"),
+        ("  explanations:\n    A: >-", "  explanations:\n    Z: >-", "one explanation per option"),
+        ("  topic:", "  topik:", "missing field(s) ['topic']"),
+        ("  kind: choice\n", "  kind: [choice\n", "not valid YAML"),
+    ],
+)
+def test_a_malformed_question_is_refused_with_file_question_and_fix(tmp_path, old, new, message):
+    folder = _bank_copy(tmp_path)
+    path = folder / "01.yaml"
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(quiz.QuizBankError) as info:
+        quiz.validate(folder)
+    assert "01.yaml" in str(info.value) and message in str(info.value)
+    out = subprocess.run([sys.executable, "-m", "finetune_utils.quiz", "--check", "--folder", str(folder)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 1 and message in out.stderr
+
+
+def test_a_teacher_adds_a_question_by_editing_the_file(tmp_path):
+    folder = _bank_copy(tmp_path)
+    new = """
+- id: q03_teacher_added
+  kind: order
+  topic: A question written by a teacher
+  text: >-
+    Put these steps of a LoRA fine-tuning run in the order they happen, first step first.
+  options:
+    A: Train only the adapters' A and B matrices on the labelled data.
+    B: Load the pre-trained encoder and put a new head on it.
+    C: Wrap the attention projections with low-rank adapters and freeze everything else.
+  explanations:
+    A: Training comes last, once the model and its trainable parameters are set up.
+    B: Everything starts from the pre-trained model with its new, randomly initialised head.
+    C: Adapters go on the pre-trained layers before any training, so that only they receive gradients.
+  answer: BCA
+"""
+    with open(folder / "03.yaml", "a", encoding="utf-8") as f:
+        f.write(new)
+    bank = quiz.validate(folder)
+    assert bank["q03_teacher_added"].answer == "BCA" and bank["q03_teacher_added"].lesson == 3
+    assert len(bank) == len(quiz.questions()) + 1
 
 
 # ------------------------------------------------------------------- widgets
@@ -249,7 +261,7 @@ def test_build_rejects_malformed_questions():
 def test_widget_builds_and_checks_every_question():
     for qid in quiz.questions():
         q = quiz.get(qid)
-        right = quiz._correct_answer(qid)
+        right = quiz.get(qid).answer
         box = quiz.widget(qid)
         assert box.question_id == qid and len(box.answer_widgets) == (1 if q.kind == "choice" else len(q.letters))
         box.check_button.click()
