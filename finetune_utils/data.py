@@ -120,27 +120,67 @@ def folder(name: str) -> Path:
     return env.data_dir() / name
 
 
+def not_utf8_message(path, lineno: int, err: UnicodeDecodeError) -> str:
+    """What to tell a user whose file is not UTF-8: the file, the line, how to re-save it."""
+    bad = err.object[err.start:err.start + 1].hex() if isinstance(err.object, (bytes, bytearray)) else "?"
+    return (f"{path}, line {lineno}: the file is not UTF-8 text (byte 0x{bad} cannot be decoded). "
+            "Re-save it as UTF-8: in a spreadsheet choose 'CSV UTF-8', in an editor 'Save with encoding: UTF-8', "
+            f"or convert it with `iconv -f latin1 -t utf-8 {Path(path).name} > fixed{Path(path).suffix}` "
+            "(latin1 if it came from an older Windows/Excel export)")
+
+
+def decode_utf8(raw: bytes, path) -> str:
+    """``raw`` as text (a UTF-8 byte-order mark dropped); :class:`DataError` naming the line if not UTF-8."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        start = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+        lineno = raw.count(b"\n", 0, err.start + start) + 1
+        raise DataError(not_utf8_message(path, lineno, err)) from None
+
+
+def _has_lone_surrogate(value) -> bool:
+    """True if a JSON value holds a string that cannot be written as UTF-8 (a lone ``\\ud800`` escape)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+    except RecursionError:
+        return False
+
+
 def read_jsonl(path: Path) -> list[dict]:
-    """Read a JSONL file; a line that is not a JSON object fails with its number."""
+    """Read a JSONL file; a line that is not a JSON object fails with its number.
+
+    The file must be UTF-8 (a byte-order mark is accepted); other bytes fail with the
+    line and how to re-save the file. Each row gets its line number as ``_line``.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(
             f"{path}: file not found. The course's data sets are in the repository's data/ folder; "
             f"set FINETUNE_UTILS_DATA if you keep them elsewhere."
         )
+    text = decode_utf8(path.read_bytes(), path)
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}, line {lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}, line {lineno}: expected a JSON object, got {type(row).__name__}")
-            row["_line"] = lineno
-            rows.append(row)
+    # split on \n only (not on the other characters str.splitlines treats as line ends), like `wc -l`
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}, line {lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+        except (ValueError, RecursionError) as err:  # e.g. a 5000-digit number, or [[[[... nested too deep
+            raise DataError(f"{path}, line {lineno}: not valid JSON ({str(err)[:120] or type(err).__name__})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}, line {lineno}: expected a JSON object, got {type(row).__name__}")
+        if "\\u" in line and _has_lone_surrogate(row):
+            raise DataError(f"{path}, line {lineno}: a string holds a lone surrogate escape (like \\ud800), "
+                            "which is not a character; fix or remove it")
+        row["_line"] = lineno
+        rows.append(row)
     if not rows:
         raise DataError(f"{path}: the file is empty")
     return rows

@@ -13,6 +13,8 @@ It runs unchanged on several processes (CPU with gloo, or several GPUs)::
 ``--batch-size`` is per process, so 2 processes × 8 take the same optimizer steps as
 1 process × 16. Only the main process writes. What ends up in ``--output``:
 
+* ``finetune-run.json``: the mark of a folder this command wrote (written first) and,
+  once the run has finished, the list of files it wrote with their sizes;
 * ``model/``: the fine-tuned model (safetensors; LoRA adapters merged in) and its
   tokenizer; it loads with ``AutoModelForSequenceClassification.from_pretrained``;
 * ``labels.json``: the label names in id order;
@@ -21,38 +23,66 @@ It runs unchanged on several processes (CPU with gloo, or several GPUs)::
 * ``checkpoints/``: the last checkpoint while training runs (for ``--resume``);
   removed at the end unless ``--keep-checkpoints``.
 
+Nothing the command did not write is ever deleted. Every option, the data and the
+model are checked before anything is written. ``--overwrite`` replaces only a folder
+that holds the mark and nothing else; the new run is written beside it (in
+``.<name>.incoming``) and swapped in when it has finished, so a failed run leaves the
+previous one intact. The command refuses an ``--output`` that is or contains the
+data, the current folder or a home folder.
+
 A checkpoint is written to a temporary folder and renamed into place, and the
 ``checkpoints/latest`` pointer is replaced atomically after it, so a crash while
-saving leaves the previous checkpoint usable. A resumed run restores the weights,
-the optimizer, the learning-rate schedule, the random state and the position in the
-epoch, and reaches the same result as an uninterrupted one.
+saving leaves the previous checkpoint usable. Each checkpoint carries checksums of
+its files and a fingerprint of the data and labels; ``--resume`` refuses a damaged
+checkpoint or changed data. A resumed run restores the weights, the optimizer, the
+learning-rate schedule, the random state and the position in the epoch, and reaches
+the same result as an uninterrupted one.
+
+A training loss or gradient that is not finite (NaN or inf) stops the run with exit
+status 2 and no model written.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import io
 import json
+import math
 import os
+import re
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import data as course_data
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
+#: The mark of an output folder this command wrote.
+RUN_MARK = "finetune-run.json"
+CHECKSUMS = "checksums.json"
+CHECKPOINT_FILES = ("trainable.safetensors", "training_state.pt", "state.json")
 #: Options that must match when a run is resumed.
 RESUME_KEYS = ("data", "text_column", "pair_column", "label_column", "model", "strategy", "k", "lora_r",
                "epochs", "lr", "batch_size", "max_length", "seed", "warmup_ratio", "weight_decay")
 STOPPED_EXIT_CODE = 3
+#: Delimiters a CSV file may use (detected from the header).
+DELIMITERS = (",", ";", "\t", "|")
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
+#: Fewest rows of a single file that the automatic 70/15/15 split accepts.
+MIN_SPLIT_ROWS = 10
 
 
 class TrainError(Exception):
     """Bad input to the training command; the message says what is wrong and what to do."""
 
 
+class NonFiniteError(TrainError):
+    """The training loss or gradient became NaN or infinite."""
 # --------------------------------------------------------------------------- options
 
 
@@ -63,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         "on a course data set or on your own JSONL/CSV data, and write the model, label names, "
         "metrics and a training curve to an output folder.",
         epilog="Runs under `accelerate launch` and `torchrun` with several processes unchanged; "
-        "--batch-size is per process. Exit status: 0 done, 2 bad input, 3 stopped by --stop-after.",
+        "--batch-size is per process. Exit status: 0 done, 2 bad input or a non-finite loss, 3 stopped by --stop-after.",
     )
     d = p.add_argument_group("data")
     d.add_argument("--data", required=True,
@@ -96,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mixed precision: auto = bf16 on CUDA where supported, else fp16; off on CPU (default: auto)")
     o = p.add_argument_group("output and checkpoints")
     o.add_argument("--output", required=True, help="folder to write the model, labels.json, metrics.json, curve.png")
-    o.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty output folder")
+    o.add_argument("--overwrite", action="store_true", help="replace a previous run of this command in --output (only a folder holding its mark, finetune-run.json, and no other files); the new run is swapped in when it has finished")
     o.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     o.add_argument("--save-every", type=int, default=0,
                    help="also checkpoint every N optimizer steps (default: 0 = only at the end of each epoch)")
@@ -108,86 +138,459 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def check_options(args) -> None:
-    """Reject impossible option values before anything is loaded."""
+    """Reject impossible option values before anything is loaded (every problem at once)."""
     problems = []
-    if args.epochs < 1:
-        problems.append(f"--epochs must be >= 1 (got {args.epochs})")
-    if not args.lr > 0:
-        problems.append(f"--lr must be > 0 (got {args.lr})")
+    if not 1 <= args.epochs <= 1000:
+        problems.append(f"--epochs must be between 1 and 1000 (got {args.epochs})")
+    if not (_finite(args.lr) and 0 < args.lr <= 1):
+        problems.append(f"--lr must be a finite number > 0 and <= 1 (got {args.lr}); fine-tuning uses about 1e-5 to 1e-3")
     if args.batch_size < 1:
         problems.append(f"--batch-size must be >= 1 (got {args.batch_size})")
     if args.max_length < 8:
         problems.append(f"--max-length must be >= 8 tokens (got {args.max_length})")
-    if not 0 <= args.warmup_ratio < 1:
+    if not (_finite(args.warmup_ratio) and 0 <= args.warmup_ratio < 1):
         problems.append(f"--warmup-ratio must be in [0, 1) (got {args.warmup_ratio})")
-    if args.seed < 0:
-        problems.append(f"--seed must be >= 0 (got {args.seed})")
+    if not (_finite(args.weight_decay) and 0 <= args.weight_decay <= 1):
+        problems.append(f"--weight-decay must be a finite number in [0, 1] (got {args.weight_decay}); usual values are 0 to 0.1")
+    if not 0 <= args.seed < 2**32:
+        problems.append(f"--seed must be between 0 and 2**32 - 1 (got {args.seed})")
+    if args.k < 0:
+        problems.append(f"--k must be >= 0 layers (got {args.k})")
+    if args.lora_r < 1:
+        problems.append(f"--lora-r must be >= 1 (got {args.lora_r}); the LoRA rank is the width of the adapters, e.g. 4, 8 or 16")
     if args.save_every < 0:
         problems.append(f"--save-every must be >= 0 (got {args.save_every})")
     if args.stop_after is not None and args.stop_after < 1:
         problems.append(f"--stop-after must be >= 1 (got {args.stop_after})")
     if args.overwrite and args.resume:
         problems.append("--overwrite and --resume contradict each other: --resume continues the run in --output, "
-                        "--overwrite deletes it")
+                        "--overwrite replaces it")
     if problems:
         raise TrainError("; ".join(problems))
 
 
-def check_output(output: Path, overwrite: bool, resume: bool) -> None:
-    """Refuse to write into a folder that holds something, unless asked to."""
+@dataclass
+class ModelInfo:
+    """What the command needs to know about the encoder before loading its weights."""
+
+    layers: int | None
+    max_positions: int | None
+
+
+def check_model(args) -> ModelInfo:
+    """Read the encoder's config (no weights) and check --max-length and --k against it."""
+    from transformers import AutoConfig
+
+    from . import models
+
+    try:
+        source, _ = models._resolve(args.model, models.ENCODER, models.encoder_path)
+    except (models.ModelPackageMissingError, models.UnknownModelError) as err:
+        raise TrainError(str(err)) from None
+    except TypeError as err:
+        raise TrainError(f"--model: {err}") from None
+    try:
+        with models._hub_errors(source):
+            config = AutoConfig.from_pretrained(str(source))
+    except models.UnknownModelError as err:
+        raise TrainError(str(err)) from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise TrainError(f"--model {args.model}: its config.json cannot be read as a model configuration "
+                         f"({type(err).__name__}: {str(err)[:160]}); a model folder needs the config.json, weights and "
+                         "tokenizer files that came with the model") from None
+    info = ModelInfo(getattr(config, "num_hidden_layers", None), getattr(config, "max_position_embeddings", None))
+    problems = []
+    limit = info.max_positions
+    if isinstance(limit, int) and args.max_length > limit:
+        problems.append(f"--max-length {args.max_length} is more than the model's {limit} positions; "
+                        f"use --max-length {limit} or less (longer texts are truncated)")
+    if args.strategy == "last_k" and isinstance(info.layers, int) and args.k > info.layers:
+        problems.append(f"--k {args.k} is more than the model's {info.layers} layers; use --k between 0 and {info.layers} "
+                        f"(--k {info.layers} trains every layer but the embeddings, --strategy full trains everything)")
+    if problems:
+        raise TrainError("; ".join(problems))
+    return info
+
+
+# --------------------------------------------------------------------------- the output folder
+
+_CHECKPOINT_FILE = re.compile(
+    r"^checkpoints/(latest|\.latest\.tmp|(\.tmp-)?step-\d+/(trainable\.safetensors|training_state\.pt|state\.json|"
+    + re.escape(CHECKSUMS) + r"))$")
+
+
+def _real(path) -> Path:
+    """``path`` made absolute with symbolic links resolved (also for a path that does not exist yet)."""
+    return Path(os.path.abspath(os.path.expanduser(str(path)))).resolve()
+
+
+def _within(inner: Path, outer: Path) -> bool:
+    """True if ``inner`` is ``outer`` or lies inside it."""
+    return inner == outer or outer in inner.parents
+
+
+def read_mark(folder: Path) -> dict | None:
+    """The run mark in ``folder`` (None if there is none, or it is not this command's)."""
+    try:
+        mark = json.loads((folder / RUN_MARK).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(mark, dict) or mark.get("written_by") != "finetune_utils.train":
+        return None
+    return mark
+
+
+def foreign_files(folder: Path) -> list[str] | None:
+    """Files and folders in ``folder`` that this command did not write; None if it has no run mark.
+
+    Ours are: the mark; the files the mark lists, with their recorded sizes; the
+    checkpoint layout under ``checkpoints/``. Anything else, symbolic links included,
+    is foreign, and a folder holding it is never deleted.
+    """
+    mark = read_mark(folder)
+    if mark is None:
+        return None
+    listed = mark.get("files") if isinstance(mark.get("files"), dict) else {}
+    own_dirs = {CHECKPOINT_DIR}
+    for rel in listed:
+        own_dirs.update(str(p.as_posix()) for p in Path(rel).parents if str(p) != ".")
+    foreign = []
+    for root, dirs, files in os.walk(folder):
+        base = Path(root).relative_to(folder)
+        for name in sorted(dirs):
+            rel = (base / name).as_posix()
+            if (Path(root) / name).is_symlink() or not (rel in own_dirs or rel.startswith(CHECKPOINT_DIR + "/")):
+                foreign.append(rel + "/")
+        dirs[:] = [d for d in dirs if (base / d).as_posix() + "/" not in foreign]
+        for name in sorted(files):
+            rel = (base / name).as_posix()
+            path = Path(root) / name
+            if rel in (RUN_MARK, RUN_MARK + ".tmp") and not path.is_symlink():
+                continue
+            if path.is_symlink():
+                foreign.append(rel)
+            elif rel in listed:
+                if path.stat().st_size != listed[rel]:
+                    foreign.append(rel + " (changed since the run wrote it)")
+            elif not _CHECKPOINT_FILE.match(rel):
+                foreign.append(rel)
+    return foreign
+
+
+def _write_mark(folder: Path, files: dict | None = None, finished: bool = False) -> None:
+    mark = {"written_by": "finetune_utils.train", "format": 1, "finished": finished,
+            "note": "this folder was written by python -m finetune_utils.train; --overwrite replaces it only while "
+                    "it holds no other files", "files": files or {}}
+    tmp = folder / (RUN_MARK + ".tmp")
+    tmp.write_text(json.dumps(mark, indent=1), encoding="utf-8")
+    os.replace(tmp, folder / RUN_MARK)
+
+
+def _listing(items: list[str], n: int = 5) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+@dataclass
+class OutputPlan:
+    """Where a run writes: ``work`` is ``output`` itself, or a sibling swapped in at the end."""
+
+    output: Path
+    work: Path
+    replace: bool = False  # work is a staging folder that replaces output at the end
+    resume: bool = False
+    created: bool = False  # this run creates the folder (so a failed run may remove it again)
+
+
+def protected_paths(args) -> list[Path]:
+    """The data the options name: an output must never be or contain them."""
+    out = []
+    if args.data in course_data.names():
+        try:
+            out.append(_real(course_data.folder(args.data)))
+        except course_data.DataError:
+            pass
+    elif Path(args.data).exists():
+        out.append(_real(args.data))
+    return out
+
+
+def plan_output(args) -> OutputPlan:
+    """Decide where the run writes, refusing every unsafe --output; writes nothing."""
+    given = args.output
+    output = _real(given)
+    shown = f"--output {given}" + (f" (a link to {output})" if Path(given).is_symlink() else "")
+    for data_path in protected_paths(args):
+        if _within(data_path, output):
+            what = "is the data" if data_path == output else f"contains the data ({data_path})"
+            raise TrainError(f"{shown} {what}; the command would write over your data. Choose a new folder for "
+                             "--output, outside the data (e.g. runs/my-run)")
+    if _within(_real(Path.cwd()), output):
+        raise TrainError(f"{shown} is the current folder" + ("" if output == _real(Path.cwd()) else " or contains it")
+                         + "; choose a new subfolder for the run, e.g. --output runs/my-run")
+    home = _real(Path.home())
+    if _within(home, output):
+        raise TrainError(f"{shown} is your home folder" + ("" if output == home else " or contains it")
+                         + "; choose a new subfolder for the run, e.g. --output runs/my-run")
     if output.exists() and not output.is_dir():
-        raise TrainError(f"--output {output} is a file, not a folder; name a folder")
-    busy = output.is_dir() and any(output.iterdir())
-    if resume:
-        if (output / "metrics.json").is_file() and not (output / CHECKPOINT_DIR / LATEST).is_file():
-            raise TrainError(f"the run in {output} has finished (its metrics.json is there): nothing to resume. "
-                             "Use --overwrite to train it again, or choose another --output.")
+        raise TrainError(f"{shown} is a file, not a folder; name a folder")
+    if not output.exists():
+        if args.resume:
+            raise TrainError(f"nothing to resume in {given}: the folder does not exist. Start the run without --resume.")
+        ancestor = output.parent
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise TrainError(f"{shown} cannot be created: {ancestor} is a file, not a folder; choose another --output")
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise TrainError(f"{shown} cannot be created: no permission to write in {ancestor}; choose another --output")
+        return OutputPlan(output, output, created=True)
+    foreign = foreign_files(output)
+    if args.resume:
+        if foreign is None:
+            raise TrainError(f"nothing to resume in {given}: it was not written by this command (no {RUN_MARK}). "
+                             "Start the run without --resume, in a new --output.")
         if not (output / CHECKPOINT_DIR / LATEST).is_file():
-            raise TrainError(f"nothing to resume in {output}: it has no {CHECKPOINT_DIR}/{LATEST}. "
-                             "Start the run without --resume.")
+            if (output / "metrics.json").is_file():
+                raise TrainError(f"the run in {given} has finished (its metrics.json is there): nothing to resume. "
+                                 "Use --overwrite to train it again, or choose another --output.")
+            raise TrainError(f"nothing to resume in {given}: it has no {CHECKPOINT_DIR}/{LATEST}. "
+                             "Start the run without --resume (add --overwrite to replace it).")
+        return OutputPlan(output, output, resume=True)
+    if not any(output.iterdir()):
+        return OutputPlan(output, output)
+    if foreign is None or foreign:
+        why = (f"holds files this command did not write ({_listing(foreign)})" if foreign
+               else f"was not written by this command (it has no {RUN_MARK})")
+        raise TrainError(f"the output folder {given} exists and is not empty: it {why}. Nothing was changed, and "
+                         "--overwrite would not delete it either: choose a new --output (or move your files away).")
+    if not args.overwrite:
+        interrupted = (output / CHECKPOINT_DIR / LATEST).is_file()
+        raise TrainError(f"the output folder {given} exists and is not empty: it holds "
+                         + ("an interrupted run of this command" if interrupted else "a previous run of this command")
+                         + "; nothing was changed. Pass --overwrite to replace it"
+                         + (", --resume to continue it" if interrupted else "") + ", or choose another --output.")
+    staging = output.parent / f".{output.name}.incoming"
+    if staging.exists() and foreign_files(staging) != []:
+        raise TrainError(f"{staging} is in the way (the command writes the new run there before swapping it in) and "
+                         "holds files it did not write; move it away")
+    if not os.access(output.parent, os.W_OK | os.X_OK):
+        raise TrainError(f"{shown} cannot be replaced: no permission to write in {output.parent}")
+    return OutputPlan(output, staging, replace=True)
+
+
+def prepare_output(plan: OutputPlan) -> None:
+    """Create the folder the run writes to and mark it first (main process only)."""
+    if plan.resume:
         return
-    if busy and not overwrite:
-        raise TrainError(f"the output folder {output} exists and is not empty; nothing was changed. "
-                         "Pass --overwrite to replace it, --resume to continue an interrupted run, or choose another --output.")
+    try:
+        if plan.replace and plan.work.exists():
+            shutil.rmtree(plan.work)  # a leftover of an earlier failed --overwrite: holds only our files
+        plan.work.mkdir(parents=True, exist_ok=True)
+        _write_mark(plan.work)
+    except OSError as err:
+        raise TrainError(f"--output {plan.output} cannot be created: {err.strerror or err}; choose another --output") from None
+
+
+def _our_files(folder: Path) -> dict:
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_file() and not path.is_symlink() and rel != RUN_MARK and not rel.startswith(CHECKPOINT_DIR + "/"):
+            files[rel] = path.stat().st_size
+    return files
+
+
+def finish_output(plan: OutputPlan) -> None:
+    """Record what the run wrote in its mark; with --overwrite, swap the new run in for the old one."""
+    _write_mark(plan.work, _our_files(plan.work), finished=True)
+    if not plan.replace:
+        return
+    foreign = foreign_files(plan.output)
+    if foreign:
+        raise TrainError(f"while the run trained, files were added to {plan.output} ({_listing(foreign)}), so it was "
+                         f"not replaced; the new run is in {plan.work}")
+    old = plan.output.parent / f".{plan.output.name}.replaced"
+    if old.exists() and foreign_files(old) == []:
+        shutil.rmtree(old)
+    os.rename(plan.output, old)
+    os.rename(plan.work, plan.output)
+    shutil.rmtree(old)
+
+
+def discard_output(plan: OutputPlan) -> None:
+    """After a failed run: remove what this run wrote, and only that."""
+    if plan.resume or not plan.work.exists() or foreign_files(plan.work) != []:
+        return
+    if plan.replace or plan.created:
+        shutil.rmtree(plan.work)
+    else:  # an empty folder the user made: leave it empty
+        for path in plan.work.iterdir():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 # --------------------------------------------------------------------------- data
 
 
-def _read_table(path: Path) -> list[dict]:
+@dataclass
+class Row:
+    """One example as read: its values, and where it came from (for messages)."""
+
+    values: dict
+    file: Path
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}, line {self.line}"
+
+
+def _header_columns(header_line: str, delimiter: str) -> list[str]:
+    try:
+        return next(csv.reader([header_line], delimiter=delimiter), [])
+    except csv.Error:
+        return []
+
+
+def choose_delimiter(text: str, wanted: list[str]) -> str:
+    """The delimiter of a CSV text: the one whose header holds the ``wanted`` columns, else csv.Sniffer's guess."""
+    header = text.split("\n", 1)[0].rstrip("\r")
+    try:
+        sniffed = csv.Sniffer().sniff(text[:65536], delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:
+        sniffed = None
+    order = ([sniffed] if sniffed else []) + [d for d in DELIMITERS if d != sniffed]
+    for delimiter in order:
+        if set(wanted) <= set(_header_columns(header, delimiter)):
+            return delimiter
+    if sniffed:
+        return sniffed
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def _read_csv(path: Path, wanted: list[str]) -> tuple[list[Row], str]:
+    text = course_data.decode_utf8(path.read_bytes(), path)
+    if not text.strip():
+        raise TrainError(f"{path} is empty: a CSV file needs a header row and data rows")
+    delimiter = choose_delimiter(text, wanted)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows, header, line = [], None, 1
+    try:
+        for record in reader:
+            start, line = line, reader.line_num + 1
+            if not record or all(not field.strip() for field in record):
+                continue  # a blank line
+            if header is None:
+                header = [h.strip() for h in record]
+                doubled = sorted({h for h in header if header.count(h) > 1})
+                if doubled:
+                    raise TrainError(f"{path}, line {start}: the header names the column(s) {doubled} more than once; "
+                                     "give every column its own name")
+                continue
+            if len(record) != len(header):
+                raise TrainError(f"{path}, line {start}: {len(record)} fields, but the header has {len(header)} "
+                                 f"(read with the {DELIMITER_NAMES[delimiter]} {delimiter!r} as delimiter); a field "
+                                 "that contains the delimiter or a line break must be in double quotes")
+            rows.append(Row(dict(zip(header, record)), path, start))
+    except csv.Error as err:
+        raise TrainError(f"{path}, line {line}: not valid CSV ({err})") from None
+    if header is None:
+        raise TrainError(f"{path} is empty: a CSV file needs a header row and data rows")
+    return rows, delimiter
+
+
+def read_table(path: Path, wanted: list[str]) -> tuple[list[Row], str | None]:
+    """Rows of one .jsonl or .csv file, each with its file and line; and the CSV delimiter (None for JSONL)."""
     if not path.is_file():
         raise TrainError(f"data file {path} not found; check the path (--data)")
     suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        try:
-            return course_data.read_jsonl(path)
-        except course_data.DataError as err:
-            raise TrainError(str(err)) from None
-    if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            if reader.fieldnames is None:
-                raise TrainError(f"{path} is empty: a CSV file needs a header row and data rows")
-        return rows
+    try:
+        if suffix == ".jsonl":
+            raw = course_data.read_jsonl(path)
+            return [Row(r, path, r.pop("_line")) for r in raw], None
+        if suffix == ".csv":
+            return _read_csv(path, wanted)
+    except course_data.DataError as err:
+        raise TrainError(str(err)) from None
+    except OSError as err:
+        raise TrainError(f"data file {path} cannot be read: {err.strerror or err}") from None
     raise TrainError(f"{path}: unsupported file type {path.suffix!r}; use .jsonl (one JSON object per line) or .csv")
 
 
-def _split_file(rows: list[dict], label_column: str) -> dict:
+def normalise_label(value, where: str, column: str) -> tuple[str, bool]:
+    """The label as a class name, and whether surrounding whitespace was stripped.
+
+    The rule: every label becomes a string. Text is stripped of surrounding
+    whitespace ("pos " is "pos"); a number or true/false from a JSONL file is written
+    as in JSON (1 -> "1", 2.5 -> "2.5", true -> "true"), so 1 and "1" are one class.
+    Missing, empty, non-finite and structured (list, object) labels are refused.
+    """
+    if isinstance(value, str):
+        name = value.strip()
+        if not name:
+            raise TrainError(f"{where}: the label ({column!r}) is empty; fill it in or remove the row")
+        return name, name != value
+    if value is None:
+        raise TrainError(f"{where}: the label ({column!r}) is missing (null); fill it in or remove the row")
+    if isinstance(value, bool):
+        return ("true" if value else "false"), False
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise TrainError(f"{where}: the label ({column!r}) is {value}, not a class name")
+        return json.dumps(value), False
+    raise TrainError(f"{where}: the label ({column!r}) must be text or a number, got a {type(value).__name__} "
+                     f"({json.dumps(value)[:60]}); one label per row")
+
+
+def _split_file(rows: list[Row], labels: list[str]) -> dict:
     from sklearn.model_selection import train_test_split
 
-    labels = [str(r.get(label_column)) for r in rows]
     counts = {lab: labels.count(lab) for lab in set(labels)}
-    stratify = labels if min(counts.values()) >= 4 else None  # stratify when every class can be split
-    rest, test = train_test_split(rows, test_size=0.15, random_state=0, stratify=stratify)
-    rest_labels = [str(r.get(label_column)) for r in rest] if stratify else None
-    train, val = train_test_split(rest, test_size=0.15 / 0.85, random_state=0, stratify=rest_labels)
-    return {"train": train, "validation": val, "test": test}
+    index = list(range(len(rows)))
+    n_test = math.ceil(0.15 * len(rows))
+    stratify = labels if min(counts.values()) >= 4 and n_test >= len(counts) else None
+    try:
+        rest, test = train_test_split(index, test_size=0.15, random_state=0, stratify=stratify)
+        rest_labels = [labels[i] for i in rest] if stratify else None
+        try:
+            train, val = train_test_split(rest, test_size=0.15 / 0.85, random_state=0, stratify=rest_labels)
+        except ValueError:  # too few per class for a stratified validation split
+            train, val = train_test_split(rest, test_size=0.15 / 0.85, random_state=0)
+    except ValueError as err:
+        raise TrainError(f"{rows[0].file}: cannot split {len(rows)} rows 70/15/15 ({err}); give more rows, or a folder "
+                         "with train.* and validation.* files") from None
+    return {"train": [rows[i] for i in train], "validation": [rows[i] for i in val], "test": [rows[i] for i in test]}
 
 
-def load_splits(args) -> tuple[dict, list[str], str | None]:
-    """Read the data the options name. Returns ({split: (texts, pairs, label ids)}, label names, pair column)."""
+def fingerprint(splits: dict, names: list[str]) -> str:
+    """A content hash of the data as the run sees it (texts, pairs, label ids per split, label names)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps(names).encode())
+    for split in sorted(splits):
+        texts, pairs, ids = splits[split]
+        digest.update(json.dumps([split, texts, pairs, ids], ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+@dataclass
+class Loaded:
+    """The data the options name, ready for training."""
+
+    splits: dict  # split -> (texts, pairs or None, label ids)
+    names: list  # label names in id order
+    pair_column: str | None
+    fingerprint: str
+    notes: list  # things the user should know (labels stripped, delimiter detected)
+
+
+def load_splits(args) -> Loaded:
+    """Read the data the options name; every problem is a :class:`TrainError` naming the file and line."""
     if args.data in course_data.names():
         schema = course_data.SCHEMAS[args.data]
         if schema.task not in ("sequence", "pair"):
@@ -199,68 +602,103 @@ def load_splits(args) -> tuple[dict, list[str], str | None]:
             raise TrainError(str(err)) from None
         text_col, pair_col = (schema.text_fields + (None,))[:2]
         out = {s: (ds[s][text_col], ds[s][pair_col] if pair_col else None, ds[s]["label"]) for s in ds}
-        return out, list(names), pair_col
+        return Loaded(out, list(names), pair_col, fingerprint(out, list(names)), [])
 
+    wanted = [c for c in (args.text_column, args.pair_column, args.label_column) if c is not None]
     source = Path(args.data)
+    notes, delimiters = [], {}
     if source.is_dir():
-        found = {}
+        raw = {}
         for split in course_data.SPLITS:
             files = [source / f"{split}{ext}" for ext in (".jsonl", ".csv") if (source / f"{split}{ext}").is_file()]
             if files:
-                found[split] = _read_table(files[0])
-        if "train" not in found:
+                raw[split], delimiter = read_table(files[0], wanted)
+                delimiters[files[0]] = delimiter
+                if delimiter not in (None, ","):
+                    notes.append(f"{files[0]}: read with the {DELIMITER_NAMES[delimiter]} {delimiter!r} as delimiter")
+        if "train" not in raw:
             raise TrainError(f"the folder {source} has no train.jsonl or train.csv; put the training examples there "
                              "(and optionally validation.* and test.*)")
-        raw = found
     elif source.exists() or source.suffix:
-        raw = {"all": _read_table(source)}
+        rows, delimiter = read_table(source, wanted)
+        delimiters[source] = delimiter
+        if delimiter not in (None, ","):
+            notes.append(f"{source}: read with the {DELIMITER_NAMES[delimiter]} {delimiter!r} as delimiter")
+        raw = {"all": rows}
     else:
         raise TrainError(f"--data {args.data!r} is neither a course data set ({course_data.names()}) "
                          "nor an existing file or folder")
 
+    stripped = []
+    labels = {}
     for split, rows in raw.items():
         if not rows:
-            raise TrainError(f"the {split} data of {args.data} has no rows")
-        columns = list(rows[0])
-        for option, column in (("--text-column", args.text_column), ("--pair-column", args.pair_column),
-                               ("--label-column", args.label_column)):
-            if column is not None and column not in columns:
-                raise TrainError(f"the {split} data of {args.data} has no column {column!r} (its columns: {columns}); "
+            raise TrainError(f"{split if split != 'all' else 'the'} data file of {args.data} has no rows")
+        for row in rows:
+            missing = [(option, column) for option, column in (("--text-column", args.text_column),
+                                                               ("--pair-column", args.pair_column),
+                                                               ("--label-column", args.label_column))
+                       if column is not None and column not in row.values]
+            if missing:
+                option, column = missing[0]
+                hint, delimiter = "", delimiters.get(row.file)
+                if delimiter:
+                    hint = (f" (read as CSV with the {DELIMITER_NAMES[delimiter]} {delimiter!r} as delimiter; "
+                            "no other of , ; tab | gives a header with the columns the options name)")
+                raise TrainError(f"{row.where}: no column {column!r} (its columns: {list(row.values)}){hint}; "
                                  f"name the right one with {option}")
-        for i, row in enumerate(rows, start=1):
             for column in (args.text_column, args.pair_column):
                 if column is None:
                     continue
-                value = row.get(column)
+                value = row.values[column]
                 if not isinstance(value, str):
-                    raise TrainError(f"{split} data, row {i}: {column!r} must be text, got {type(value).__name__}")
+                    raise TrainError(f"{row.where}: {column!r} must be text, got {type(value).__name__}")
                 if not value.strip():
-                    raise TrainError(f"{split} data, row {i}: {column!r} is empty; remove the row or fill in the text")
-            if row.get(args.label_column) in (None, ""):
-                raise TrainError(f"{split} data, row {i}: the label ({args.label_column!r}) is missing")
-    if "all" in raw:
-        raw = _split_file(raw["all"], args.label_column)
+                    raise TrainError(f"{row.where}: {column!r} is empty; remove the row or fill in the text")
+            name, was_stripped = normalise_label(row.values[args.label_column], row.where, args.label_column)
+            if was_stripped:
+                stripped.append(row)
+            labels[id(row)] = name
+    if stripped:
+        notes.append(f"surrounding whitespace was removed from {len(stripped)} label(s), e.g. "
+                     f"{stripped[0].values[args.label_column]!r} ({stripped[0].where}); labels that differ only in it "
+                     "are one class")
+    auto_split = "all" in raw
+    if auto_split:
+        rows = raw["all"]
+        if len(rows) < MIN_SPLIT_ROWS:
+            raise TrainError(f"{source} has {len(rows)} rows; the automatic 70/15/15 split needs at least "
+                             f"{MIN_SPLIT_ROWS} (or give a folder with train.* and validation.* files)")
+        raw = _split_file(rows, [labels[id(r)] for r in rows])
 
-    train_labels = {row[args.label_column] for row in raw["train"]}
+    train_labels = {labels[id(r)] for r in raw["train"]}
     if len(train_labels) < 2:
         raise TrainError(f"the label column {args.label_column!r} has a single class ({next(iter(train_labels))!r}) in "
                          "the training data; a classifier needs examples of at least two classes")
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in train_labels)
-    names = [str(v) for v in sorted(train_labels, key=(float if numeric else str))]
+    numeric = all(_is_number(v) for v in train_labels)
+    names = sorted(train_labels, key=(lambda v: (float(v), v)) if numeric else str)
     index = {name: i for i, name in enumerate(names)}
     out = {}
     for split, rows in raw.items():
         ids = []
-        for i, row in enumerate(rows, start=1):
-            label = str(row[args.label_column])
+        for row in rows:
+            label = labels[id(row)]
             if label not in index:
-                raise TrainError(f"{split} data, row {i}: label {label!r} does not occur in the training data "
-                                 f"(its labels: {names}); fix the label or add training examples of it")
+                raise TrainError(f"{row.where}: label {label!r} does not occur in the training data"
+                                 + (f" (the automatic 70/15/15 split put this row in the {split} set)" if auto_split else "")
+                                 + f" (its labels: {names}); fix the label or add training examples of it")
             ids.append(index[label])
-        texts = [row[args.text_column] for row in rows]
-        pairs = [row[args.pair_column] for row in rows] if args.pair_column else None
+        texts = [row.values[args.text_column] for row in rows]
+        pairs = [row.values[args.pair_column] for row in rows] if args.pair_column else None
         out[split] = (texts, pairs, ids)
-    return out, names, args.pair_column
+    return Loaded(out, names, args.pair_column, fingerprint(out, names), notes)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _dataset(texts, pairs, labels):
@@ -279,13 +717,15 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict, scal
     """Write a checkpoint atomically and point ``folder/latest`` at it.
 
     The checkpoint (trainable weights as safetensors, optimizer and schedule state,
-    random state, progress) is written to a temporary folder, renamed into place, and
-    only then does ``latest`` (replaced with ``os.replace``) name it; older
-    checkpoints are removed last. A crash at any point leaves ``latest`` naming a
-    complete checkpoint.
+    random state, progress, and ``checksums.json`` with the size and a fast hash of
+    each file) is written to a temporary folder, renamed into place, and only then
+    does ``latest`` (replaced with ``os.replace``) name it; older checkpoints are
+    removed last. A crash at any point leaves ``latest`` naming a complete checkpoint.
     """
     import torch
     from safetensors.torch import save_file
+
+    from .models import file_digest
 
     folder.mkdir(parents=True, exist_ok=True)
     name = f"step-{state['step']:06d}"
@@ -306,6 +746,8 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict, scal
         tmp / "training_state.pt",
     )
     (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    sums = {f: {"size": (tmp / f).stat().st_size, "digest": file_digest(tmp / f)} for f in CHECKPOINT_FILES}
+    (tmp / CHECKSUMS).write_text(json.dumps(sums, indent=1))
     final = folder / name
     if final.exists():
         shutil.rmtree(final)
@@ -320,15 +762,31 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict, scal
 
 
 def latest_checkpoint(folder: Path) -> Path:
-    """The checkpoint ``folder/latest`` names, checked to be complete."""
+    """The checkpoint ``folder/latest`` names, checked to be complete and undamaged (checksums)."""
+    from .models import file_digest
+
     pointer = folder / LATEST
     if not pointer.is_file():
         raise TrainError(f"no checkpoint in {folder}: {LATEST} is missing; start the run without --resume")
-    path = folder / pointer.read_text().strip()
-    missing = [f for f in ("trainable.safetensors", "training_state.pt", "state.json") if not (path / f).is_file()]
+    name = pointer.read_text(errors="replace").strip()
+    fix = "it cannot be resumed: start the run again with --overwrite (the same options, without --resume)"
+    if not re.fullmatch(r"step-\d+", name):
+        raise TrainError(f"the checkpoint pointer {pointer} is damaged (it names {name[:40]!r}); {fix}")
+    path = folder / name
+    missing = [f for f in (*CHECKPOINT_FILES, CHECKSUMS) if not (path / f).is_file()]
     if missing:
-        raise TrainError(f"the checkpoint {path} is incomplete (missing {missing}); "
-                         "start again with --overwrite")
+        raise TrainError(f"the checkpoint {path} is incomplete (missing {missing}); {fix}")
+    try:
+        sums = json.loads((path / CHECKSUMS).read_text())
+        expected = {f: (sums[f]["size"], sums[f]["digest"]) for f in CHECKPOINT_FILES}
+    except (ValueError, KeyError, TypeError):
+        raise TrainError(f"the checkpoint {path} is damaged ({CHECKSUMS} is unreadable); {fix}") from None
+    for f, (size, digest) in expected.items():
+        actual = (path / f).stat().st_size
+        if actual != size:
+            raise TrainError(f"the checkpoint {path} is damaged: {f} has {actual} bytes, {CHECKSUMS} says {size}; {fix}")
+        if file_digest(path / f) != digest:
+            raise TrainError(f"the checkpoint {path} is damaged: {f} does not match its checksum; {fix}")
     return path
 
 
@@ -337,21 +795,54 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, scaler=None) -> dic
     import torch
     from safetensors.torch import load_file
 
-    weights = load_file(str(path / "trainable.safetensors"))
+    try:
+        weights = load_file(str(path / "trainable.safetensors"))
+        saved = torch.load(path / "training_state.pt", map_location="cpu", weights_only=True)
+        state = json.loads((path / "state.json").read_text())
+    except Exception as err:  # safetensors, pickle and JSON errors of a file damaged before its checksum was taken
+        raise TrainError(f"the checkpoint {path} cannot be read ({type(err).__name__}: {str(err)[:120]}); "
+                         "start the run again with --overwrite") from None
     own = {n for n, p in model.named_parameters() if p.requires_grad}
     if set(weights) != own:
         raise TrainError(f"the checkpoint {path} holds other trainable parameters than this model "
                          f"({len(weights)} vs {len(own)} tensors); resume with the options the run started with")
-    model.load_state_dict(weights, strict=False)
-    saved = torch.load(path / "training_state.pt", map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
+    try:
+        model.load_state_dict(weights, strict=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as err:  # shapes that differ, e.g. another number of classes
+        raise TrainError(f"the checkpoint {path} does not fit this model ({str(err)[:160]}); resume with the data and "
+                         "options the run started with, or start anew with --overwrite") from None
     torch.set_rng_state(saved["rng_cpu"])
     if saved["rng_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(saved["rng_cuda"])
     if scaler is not None and saved["scaler"] is not None:
         scaler.load_state_dict(saved["scaler"])
-    return json.loads((path / "state.json").read_text())
+    return state
+
+
+def check_resumable(path: Path, options: dict, processes: int, data_fingerprint: str, names: list) -> None:
+    """Refuse a resume with other options, other data or other labels than the checkpoint's."""
+    try:
+        saved = json.loads((path / "state.json").read_text())
+        saved_options = saved["options"]
+    except (ValueError, KeyError, TypeError, OSError):
+        raise TrainError(f"the checkpoint {path} is damaged (state.json is unreadable); start again with --overwrite") from None
+    changed = {k: (saved_options.get(k), v) for k, v in options.items() if saved_options.get(k) != v}
+    if saved.get("processes") != processes:
+        changed["processes"] = (saved.get("processes"), processes)
+    if changed:
+        listing = ", ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in changed.items())
+        raise TrainError(f"the checkpoint in {path.parent} was made with other options ({listing}); "
+                         "resume with the same options, or start anew with --overwrite")
+    if saved.get("labels") != names:
+        raise TrainError(f"the checkpoint in {path.parent} was trained with the labels {saved.get('labels')}, the data now has "
+                         f"{names}; a resumed run must see the same data. Restore the data the run started with, or "
+                         "start anew with --overwrite")
+    if saved.get("data_fingerprint") != data_fingerprint:
+        raise TrainError(f"the data changed since the checkpoint in {path.parent} was written (content fingerprint "
+                         f"{saved.get('data_fingerprint')}, now {data_fingerprint}): resuming would mix two data sets. "
+                         "Restore the data the run started with, or start anew with --overwrite")
 
 
 # --------------------------------------------------------------------------- training
@@ -370,6 +861,15 @@ def choose_precision(requested: str, device_type: str) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
+def non_finite_message(step: int, epoch: int, loss: float, grad_norm: float, args, precision: str) -> str:
+    what = f"the training loss is {loss}" if not math.isfinite(loss) else f"the gradient norm is {grad_norm}"
+    hint = (f"Likely cause: the learning rate is too high (--lr {args.lr}: try it 10 times smaller) or the weight decay "
+            f"too large (--weight-decay {args.weight_decay}: 0.01 is usual)")
+    if precision == "fp16":
+        hint += "; or fp16 overflow: try --precision bf16 or no"
+    return f"step {step} (epoch {epoch}): {what}, so the run was stopped and no model was written. {hint}."
+
+
 def run(args) -> int:
     import numpy as np
     import torch
@@ -382,10 +882,12 @@ def run(args) -> int:
     from . import env, freezing, heads, models, training
     from .evaluation import scores
 
+    # Everything is checked before anything is written: options, output folder, data, model.
     check_options(args)
-    output = Path(args.output)
-    check_output(output, args.overwrite, args.resume)
-    splits, label_names, pair_col = load_splits(args)
+    plan = plan_output(args)
+    loaded = load_splits(args)
+    splits, label_names, pair_col = loaded.splits, loaded.names, loaded.pair_column
+    check_model(args)
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and "OMP_NUM_THREADS" not in os.environ:
@@ -397,9 +899,9 @@ def run(args) -> int:
     accelerator = Accelerator(cpu=not use_cuda, mixed_precision=precision)
     main = accelerator.is_main_process
     device = accelerator.device
-    if main and args.overwrite and output.exists():
-        shutil.rmtree(output)
-    accelerator.wait_for_everyone()
+    if main:
+        for note in loaded.notes:
+            print(f"note: {note}", file=sys.stderr)
 
     try:
         tokenizer = models.load_encoder_tokenizer(args.model)
@@ -408,8 +910,13 @@ def run(args) -> int:
                                  seed=args.seed)
     except (models.ModelPackageMissingError, models.UnknownModelError) as err:
         raise TrainError(str(err)) from None
+    except (OSError, ValueError) as err:
+        raise TrainError(f"--model {args.model}: cannot be loaded ({type(err).__name__}: {str(err)[:200]})") from None
     lora = {"r": args.lora_r} if args.strategy == "lora" else {}
-    model = freezing.apply_strategy(model, args.strategy, k=args.k, **lora)
+    try:
+        model = freezing.apply_strategy(model, args.strategy, k=args.k, **lora)
+    except (ValueError, TypeError) as err:
+        raise TrainError(f"--strategy {args.strategy}: {err}") from None
     n_trainable = freezing.trainable_summary(model)
 
     tokenized = {
@@ -433,25 +940,40 @@ def run(args) -> int:
 
     options = {k: getattr(args, k) for k in RESUME_KEYS}
     state = {"step": 0, "epoch": 1, "step_in_epoch": 0, "seconds": 0.0, "options": options, "processes": accelerator.num_processes,
+             "data_fingerprint": loaded.fingerprint, "labels": label_names,
              "history": {"step": [], "loss": [], "lr": [], "epoch": [], "epoch_step": [], "train_loss": [], "seconds": []},
              "epoch_losses": []}
-    ckpt_dir = output / CHECKPOINT_DIR
+    ckpt_dir = plan.work / CHECKPOINT_DIR
     if args.resume:
         path = latest_checkpoint(ckpt_dir)
-        saved_state = json.loads((path / "state.json").read_text())
-        changed = {k: (saved_state["options"].get(k), v) for k, v in options.items() if saved_state["options"].get(k) != v}
-        if saved_state.get("processes") != accelerator.num_processes:
-            changed["processes"] = (saved_state.get("processes"), accelerator.num_processes)
-        if changed:
-            listing = ", ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in changed.items())
-            raise TrainError(f"the checkpoint in {ckpt_dir} was made with other options ({listing}); "
-                             "resume with the same options, or start anew with --overwrite")
+        check_resumable(path, options, accelerator.num_processes, loaded.fingerprint, label_names)
         state = load_checkpoint(path, inner, optimizer, scheduler, accelerator.scaler)
         if main:
             print(f"resuming from {path.name}: epoch {state['epoch']}, step {state['step']} of {total_steps}")
-    elif main:
-        output.mkdir(parents=True, exist_ok=True)
+
+    # From here on the run writes; a failure removes what this run wrote (never anything else).
+    try:
+        if main:
+            prepare_output(plan)
+        accelerator.wait_for_everyone()
+        code = _train_and_write(args, plan, accelerator, model, inner, optimizer, scheduler, params, batches, sampler,
+                                tokenized, tokenizer, splits, label_names, state, options, precision, n_trainable,
+                                steps_per_epoch, total_steps, scores, training, F, np, tqdm)
+    except BaseException as err:
+        if main and (isinstance(err, NonFiniteError) or plan.replace):
+            discard_output(plan)
+        raise
     accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return code
+
+
+def _train_and_write(args, plan, accelerator, model, inner, optimizer, scheduler, params, batches, sampler, tokenized,
+                     tokenizer, splits, label_names, state, options, precision, n_trainable, steps_per_epoch,
+                     total_steps, scores, training, F, np, tqdm) -> int:
+    main = accelerator.is_main_process
+    device = accelerator.device
+    ckpt_dir = plan.work / CHECKPOINT_DIR
 
     def checkpoint():
         accelerator.wait_for_everyone()
@@ -475,11 +997,17 @@ def run(args) -> int:
                 logits = model(**batch).logits
             loss = F.cross_entropy(logits.float(), labels)
             accelerator.backward(loss)
-            accelerator.clip_grad_norm_(params, 1.0)
+            grad_norm = accelerator.clip_grad_norm_(params, 1.0)
+            mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
+            # the reduced loss and the all-reduced gradient norm are the same on every process: all stop together
+            norm = float(grad_norm) if grad_norm is not None else 0.0
+            if not math.isfinite(mean_loss) or (precision != "fp16" and not math.isfinite(norm)):
+                # under fp16 an infinite gradient is normal: the loss scaler skips that step and lowers its scale
+                bar.close()
+                raise NonFiniteError(non_finite_message(state["step"] + 1, epoch, mean_loss, norm, args, precision))
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
             state["step"] += 1
             state["step_in_epoch"] = i + 1
             state["epoch_losses"].append(mean_loss)
@@ -511,15 +1039,19 @@ def run(args) -> int:
     bar.close()
     if stopped:
         if main:
+            if plan.replace:  # the interrupted new run takes the old one's place, so that --resume finds it
+                finish_output(plan)
+                _write_mark(plan.output, finished=False)
             print(f"stopped after step {state['step']} (--stop-after); continue with the same command plus --resume",
                   file=sys.stderr)
         return STOPPED_EXIT_CODE
 
     if main:
+        work = plan.work
         final = inner.merge_and_unload() if hasattr(inner, "merge_and_unload") else inner
-        final.save_pretrained(output / "model", safe_serialization=True)
-        tokenizer.save_pretrained(output / "model")
-        (output / "labels.json").write_text(json.dumps(label_names, indent=1))
+        final.save_pretrained(work / "model", safe_serialization=True)
+        tokenizer.save_pretrained(work / "model")
+        (work / "labels.json").write_text(json.dumps(label_names, indent=1))
         metrics = {
             "options": options,
             "processes": accelerator.num_processes,
@@ -527,6 +1059,7 @@ def run(args) -> int:
             "precision": precision,
             "examples": {s: len(v[2]) for s, v in splits.items()},
             "labels": label_names,
+            "data_fingerprint": state["data_fingerprint"],
             "parameters": n_trainable,
             "train_seconds": state["seconds"],
             "history": history,
@@ -536,15 +1069,14 @@ def run(args) -> int:
         if "test" in tokenized:
             logits = training.predict(final, tokenized["test"], tokenizer, device=device)
             metrics["test"] = scores(tokenized["test"]["labels"], logits.argmax(-1))
-        (output / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        _plot(history, output / "curve.png", title=f"{args.data}: {args.strategy}, {accelerator.num_processes} process(es)")
+        (work / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        _plot(history, work / "curve.png", title=f"{args.data}: {args.strategy}, {accelerator.num_processes} process(es)")
         if not args.keep_checkpoints:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
+        finish_output(plan)
         summary = metrics["test"] or metrics["validation"] or {}
         print(f"done in {state['seconds']:.0f} s on {accelerator.num_processes} process(es); "
-              + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()) + f"; written to {output}")
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+              + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()) + f"; written to {plan.output}")
     return 0
 
 
