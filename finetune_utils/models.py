@@ -297,6 +297,14 @@ def _convert_gguf(target: Path) -> None:
     plain.generation_config = quantized.generation_config
     plain.save_pretrained(str(target), safe_serialization=True)
     tokenizer.save_pretrained(str(target))
+    write_cache_manifest(target, source)
+
+
+def write_cache_manifest(target: Path, source: Path) -> None:
+    """List every file of a finished conversion with its size, SHA-256 and fast checksum.
+
+    The manifest is written last: a folder without it is an unfinished conversion.
+    """
     files = {
         p.name: {"size": p.stat().st_size, "sha256": _sha256(p), "digest": file_digest(p)}
         for p in sorted(target.iterdir())
@@ -309,7 +317,6 @@ def _convert_gguf(target: Path) -> None:
         "source_size": source.stat().st_size,
         "files": files,
     }
-    # The manifest is written last: a folder without it is an unfinished conversion.
     _write_manifest(target, manifest)
 
 

@@ -195,8 +195,11 @@ def check_model(args) -> ModelInfo:
     except TypeError as err:
         raise TrainError(f"--model: {err}") from None
     try:
-        with models._hub_errors(source):
+        if isinstance(source, Path):  # a local folder: its own errors, not the hub's
             config = AutoConfig.from_pretrained(str(source))
+        else:
+            with models._hub_errors(source):
+                config = AutoConfig.from_pretrained(str(source))
     except models.UnknownModelError as err:
         raise TrainError(str(err)) from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
@@ -364,8 +367,9 @@ def plan_output(args) -> OutputPlan:
     if not any(output.iterdir()):
         return OutputPlan(output, output)
     if foreign is None or foreign:
-        why = (f"holds files this command did not write ({_listing(foreign)})" if foreign
-               else f"was not written by this command (it has no {RUN_MARK})")
+        if foreign is None:  # no mark: nothing in it is ours
+            foreign = sorted(p.name + ("/" if p.is_dir() and not p.is_symlink() else "") for p in output.iterdir())
+        why = f"holds files this command did not write ({_listing(foreign)})"
         raise TrainError(f"the output folder {given} exists and is not empty: it {why}. Nothing was changed, and "
                          "--overwrite would not delete it either: choose a new --output (or move your files away).")
     if not args.overwrite:
@@ -828,7 +832,8 @@ def check_resumable(path: Path, options: dict, processes: int, data_fingerprint:
         saved_options = saved["options"]
     except (ValueError, KeyError, TypeError, OSError):
         raise TrainError(f"the checkpoint {path} is damaged (state.json is unreadable); start again with --overwrite") from None
-    changed = {k: (saved_options.get(k), v) for k, v in options.items() if saved_options.get(k) != v}
+    # --data may name the same data at another place (a moved folder): its content is compared below instead
+    changed = {k: (saved_options.get(k), v) for k, v in options.items() if k != "data" and saved_options.get(k) != v}
     if saved.get("processes") != processes:
         changed["processes"] = (saved.get("processes"), processes)
     if changed:

@@ -90,7 +90,7 @@ def test_empty_text_names_the_row(tmp_path, capsys):
     rows = [{"text": "fine", "label": "a"}, {"text": "  ", "label": "b"}]
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     code, err = _error(["--data", folder, "--output", tmp_path / "out"], capsys)
-    assert code == 2 and "train data, row 2: 'text' is empty" in err
+    assert code == 2 and f"{folder / 'train.jsonl'}, line 2: 'text' is empty" in err
 
 
 def test_label_unseen_in_training(tmp_path, capsys):
@@ -99,7 +99,7 @@ def test_label_unseen_in_training(tmp_path, capsys):
     (folder / "train.jsonl").write_text('{"text": "x", "label": "a"}\n{"text": "y", "label": "b"}\n')
     (folder / "validation.jsonl").write_text('{"text": "z", "label": "c"}\n')
     code, err = _error(["--data", folder, "--output", tmp_path / "out"], capsys)
-    assert code == 2 and "validation data, row 1: label 'c' does not occur in the training data" in err
+    assert code == 2 and f"{folder / 'validation.jsonl'}, line 1: label 'c' does not occur in the training data" in err
 
 
 def test_token_data_set_is_refused(tmp_path, capsys):
@@ -112,8 +112,13 @@ def test_existing_output_is_not_touched(small_csv, tmp_path, capsys):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     code, err = _error(["--data", small_csv, "--text-column", "message", "--label-column", "mood", "--output", out], capsys)
-    assert code == 2 and "exists and is not empty" in err and "--overwrite" in err
+    assert code == 2 and "exists and is not empty" in err and "did not write (notes.txt)" in err
+    assert "--overwrite would not delete it either" in err
     assert (out / "notes.txt").read_text() == "mine"
+    code, err = _error(["--data", small_csv, "--text-column", "message", "--label-column", "mood", "--output", out,
+                        "--overwrite"], capsys)
+    assert code == 2 and "did not write (notes.txt)" in err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
 def test_resume_without_checkpoint(tmp_path, capsys):
@@ -123,7 +128,7 @@ def test_resume_without_checkpoint(tmp_path, capsys):
 
 def test_bad_option_values(tmp_path, capsys):
     code, err = _error(["--data", "support_sentiment", "--output", tmp_path / "o", "--epochs", "0", "--lr", "-1"], capsys)
-    assert code == 2 and "--epochs must be >= 1" in err and "--lr must be > 0" in err
+    assert code == 2 and "--epochs must be between 1 and 1000" in err and "--lr must be a finite number > 0" in err
     code, err = _error(["--data", "support_sentiment", "--output", tmp_path / "o", "--overwrite", "--resume"], capsys)
     assert code == 2 and "contradict" in err
 
@@ -152,7 +157,8 @@ def test_outputs_and_reload(finished):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     out, result = finished
-    assert {p.name for p in out.iterdir()} == {"model", "labels.json", "metrics.json", "curve.png"}
+    assert {p.name for p in out.iterdir()} == {"model", "labels.json", "metrics.json", "curve.png", train.RUN_MARK}
+    assert train.foreign_files(out) == []  # the mark lists every file the run wrote
     assert (out / "model" / "model.safetensors").is_file()
     assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pt"))
     labels = json.loads((out / "labels.json").read_text())
@@ -281,7 +287,7 @@ def test_two_processes(launcher, tmp_path, two_proc_reference):
     assert len(metrics["history"]["loss"]) == len(two_proc_reference["history"]["loss"])
     assert abs(metrics["test"]["macro_f1"] - two_proc_reference["test"]["macro_f1"]) <= BAND, (
         metrics["test"], two_proc_reference["test"])
-    assert {p.name for p in out.iterdir()} == {"model", "labels.json", "metrics.json", "curve.png"}
+    assert {p.name for p in out.iterdir()} == {"model", "labels.json", "metrics.json", "curve.png", train.RUN_MARK}
 
 
 @pytest.fixture(scope="module")
