@@ -689,7 +689,8 @@ def load_splits(args) -> Loaded:
             label = labels[id(row)]
             if label not in index:
                 raise TrainError(f"{row.where}: label {label!r} does not occur in the training data"
-                                 + (f" (the automatic 70/15/15 split put this row in the {split} set)" if auto_split else "")
+                                 + (f" (the automatic 70/15/15 split put this row in the {split} set: give every class at "
+                                    "least 4 rows)" if auto_split else "")
                                  + f" (its labels: {names}); fix the label or add training examples of it")
             ids.append(index[label])
         texts = [row.values[args.text_column] for row in rows]
