@@ -308,7 +308,7 @@ def write_cache_manifest(target: Path, source: Path) -> None:
     files = {
         p.name: {"size": p.stat().st_size, "sha256": _sha256(p), "digest": file_digest(p)}
         for p in sorted(target.iterdir())
-        if p.is_file()
+        if p.is_file() and not p.name.startswith("manifest.json")
     }
     manifest = {
         "format": CACHE_FORMAT,

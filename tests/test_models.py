@@ -121,3 +121,93 @@ def test_unfinished_conversion_is_not_loaded(fresh_cache):
         models.check_cache(fresh_cache)
     models.causal_lm_path()  # rebuilds
     models.check_cache(fresh_cache)
+
+
+# --------------------------------------------------------------------------- integrity, on a tiny synthetic cache
+
+
+@pytest.fixture
+def tiny_cache(tmp_path, monkeypatch):
+    """A cache of a 2-layer, 8-wide Llama instead of the 540 MB SmolLM2: the conversion is replaced by
+    writing that model (milliseconds), so every corruption test can rebuild for real."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    conversions = []
+
+    def convert(target):
+        torch.manual_seed(0)
+        config = LlamaConfig(vocab_size=64, hidden_size=8, intermediate_size=16, num_hidden_layers=2,
+                             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32)
+        LlamaForCausalLM(config).save_pretrained(str(target), safe_serialization=True)
+        models.write_cache_manifest(target, models.gguf_path())
+        conversions.append(target)
+
+    monkeypatch.setenv("FINETUNE_UTILS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(models, "_convert_gguf", convert)
+    folder = models.causal_lm_path()
+    assert len(conversions) == 1
+    return folder, conversions
+
+
+def _flip_inside_a_tensor(path):
+    """Flip one byte in the tensor data (past the safetensors header): the size stays the same."""
+    raw = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(raw[:8], "little")
+    raw[header + (len(raw) - header) // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def test_manifest_has_fast_checksums(tiny_cache):
+    folder, _ = tiny_cache
+    manifest = json.loads((folder / "manifest.json").read_text())
+    meta = manifest["files"]["model.safetensors"]
+    assert meta["digest"].startswith(models.DIGEST + ":") and len(meta["sha256"]) == 64
+    models.check_cache(folder)
+
+
+def test_flipped_byte_in_a_tensor_is_detected_and_rebuilt(tiny_cache, capsys):
+    folder, conversions = tiny_cache
+    weights = folder / "model.safetensors"
+    good, size = weights.read_bytes(), weights.stat().st_size
+    _flip_inside_a_tensor(weights)
+    assert weights.stat().st_size == size
+    with pytest.raises(models.ModelCacheError, match="does not match its checksum"):
+        models.check_cache(folder)  # the default check, as on every load
+    model = models.load_causal_lm(with_tokenizer=False)
+    assert "Rebuilding the SmolLM2 cache: cached file" in capsys.readouterr().err
+    assert len(conversions) == 2 and weights.read_bytes() == good
+    assert torch.isfinite(next(model.parameters())).all()
+
+
+def test_damaged_header_that_passes_the_checksums_is_rebuilt_on_load(tiny_cache, capsys):
+    """A file damaged before its checksum was taken: safetensors refuses it, and the loader rebuilds."""
+    folder, conversions = tiny_cache
+    weights = folder / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[8:12] = b"xxxx"  # the JSON header starts at byte 8
+    weights.write_bytes(bytes(raw))
+    models.write_cache_manifest(folder, models.gguf_path())  # checksums of the damaged file
+    model = models.load_causal_lm(with_tokenizer=False)
+    err = capsys.readouterr().err
+    assert "Rebuilding the SmolLM2 cache: it failed to load" in err
+    assert len(conversions) == 2 and model.config.hidden_size == 8
+    models.check_cache(folder)
+
+
+def test_manifest_without_fast_checksums_is_verified_and_upgraded(tiny_cache):
+    """A cache written before fast checksums: SHA-256 is checked once, then the manifest gets them."""
+    folder, conversions = tiny_cache
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for meta in manifest["files"].values():
+        del meta["digest"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    models.check_cache(folder)
+    upgraded = json.loads((folder / "manifest.json").read_text())
+    assert all("digest" in meta for meta in upgraded["files"].values())
+    _flip_inside_a_tensor(folder / "model.safetensors")
+    for meta in manifest["files"].values():  # old manifest again: the SHA-256 catches the flip
+        meta.pop("digest", None)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(models.ModelCacheError, match="SHA-256"):
+        models.check_cache(folder)
+    assert len(conversions) == 1
