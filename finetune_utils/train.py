@@ -959,6 +959,7 @@ def run(args) -> int:
 
     # From here on the run writes; a failure removes what this run wrote (never anything else).
     try:
+        accelerator.wait_for_everyone()  # every process has checked the output folder before the main one writes
         if main:
             prepare_output(plan)
         accelerator.wait_for_everyone()
