@@ -227,6 +227,9 @@ _CHECKPOINT_FILE = re.compile(
     + re.escape(CHECKSUMS) + r"))$")
 
 
+_UNFINISHED_OUTPUT = re.compile(r"^(labels\.json|metrics\.json|curve\.png|model/[^/]+)$")
+
+
 def _real(path) -> Path:
     """``path`` made absolute with symbolic links resolved (also for a path that does not exist yet)."""
     return Path(os.path.abspath(os.path.expanduser(str(path)))).resolve()
@@ -252,14 +255,18 @@ def foreign_files(folder: Path) -> list[str] | None:
     """Files and folders in ``folder`` that this command did not write; None if it has no run mark.
 
     Ours are: the mark; the files the mark lists, with their recorded sizes; the
-    checkpoint layout under ``checkpoints/``. Anything else, symbolic links included,
-    is foreign, and a folder holding it is never deleted.
+    checkpoint layout under ``checkpoints/``; and, while the mark says the run has not
+    finished, the outputs' names (``model/*``, ``labels.json``, ``metrics.json``,
+    ``curve.png``) of a run that crashed while writing them. Anything else, symbolic
+    links included, is foreign, and a folder holding it is never deleted.
     """
     mark = read_mark(folder)
     if mark is None:
         return None
     listed = mark.get("files") if isinstance(mark.get("files"), dict) else {}
-    own_dirs = {CHECKPOINT_DIR}
+    # a run that did not finish (a crash while writing its outputs) has not listed them yet
+    unlisted = _UNFINISHED_OUTPUT if mark.get("finished") is not True else None
+    own_dirs = {CHECKPOINT_DIR} | ({"model"} if unlisted else set())
     for rel in listed:
         own_dirs.update(str(p.as_posix()) for p in Path(rel).parents if str(p) != ".")
     foreign = []
@@ -280,7 +287,7 @@ def foreign_files(folder: Path) -> list[str] | None:
             elif rel in listed:
                 if path.stat().st_size != listed[rel]:
                     foreign.append(rel + " (changed since the run wrote it)")
-            elif not _CHECKPOINT_FILE.match(rel):
+            elif not _CHECKPOINT_FILE.match(rel) and not (unlisted and unlisted.match(rel)):
                 foreign.append(rel)
     return foreign
 

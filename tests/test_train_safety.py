@@ -295,3 +295,21 @@ def test_resume_of_the_same_data_finishes(resumable, capsys):
 def test_stopped_run_is_refused_without_resume(resumable, capsys):
     code, err = cli(["--data", resumable / "data", "--output", resumable / "run", *TINY], capsys)
     assert code == 2 and "holds an interrupted run of this command" in err and "--resume to continue it" in err
+
+
+def test_half_written_run_can_be_replaced(ws, capsys):
+    """A run that crashed while writing its outputs (mark not finished) is still the command's own."""
+    half = ws / "half"
+    (half / "model").mkdir(parents=True)
+    train._write_mark(half)  # written first, never completed
+    (half / "model" / "model.safetensors").write_bytes(b"partial")
+    (half / "labels.json").write_text("[]")
+    assert train.foreign_files(half) == []
+    args = train.build_parser().parse_args(["--data", str(ws / "data"), "--output", str(half), "--overwrite"])
+    plan = train.plan_output(args)
+    assert plan.replace and plan.work == half.parent / ".half.incoming"
+    (half / "model" / "sub").mkdir()  # but not what the command never writes
+    assert train.foreign_files(half) == ["model/sub/"]
+    train._write_mark(half, {"labels.json": 2}, finished=True)  # once finished, only listed files are its own
+    (half / "model" / "sub").rmdir()
+    assert train.foreign_files(half) == ["model/"]
