@@ -325,3 +325,25 @@ def test_data_cards_figures_are_current():
     tool = Path(__file__).resolve().parent.parent / "tools" / "sync_data_cards.py"
     out = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# --------------------------------------------------------------------------- files as people have them
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b'{"a": 1}\n{"t": "caf\xe9"}\n', "line 2: the file is not UTF-8 text (byte 0xe9 cannot be decoded). Re-save it as UTF-8"),
+    (b'{"a": 1}\n\n{"t": "\\ud800"}\n', "line 3: a string holds a lone surrogate escape"),
+    (b'{"a": ' + b"1" * 5000 + b"}\n", "line 1: not valid JSON"),
+    (b"[" * 100000 + b"\n", "line 1: not valid JSON"),
+])
+def test_read_jsonl_bad_bytes_name_the_line(tmp_path, raw, message):
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(raw)
+    with pytest.raises(data.DataError, match=re.escape(f"{path}, {message}")):
+        data.read_jsonl(path)
+
+
+def test_read_jsonl_accepts_a_byte_order_mark(tmp_path):
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}\r\n{"a": 2}\r\n')
+    assert data.read_jsonl(path) == [{"a": 1, "_line": 1}, {"a": 2, "_line": 2}]
