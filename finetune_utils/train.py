@@ -612,7 +612,7 @@ def load_splits(args) -> Loaded:
         except course_data.DataError as err:
             raise TrainError(str(err)) from None
         text_col, pair_col = (schema.text_fields + (None,))[:2]
-        out = {s: (ds[s][text_col], ds[s][pair_col] if pair_col else None, ds[s]["label"]) for s in ds}
+        out = {s: (list(ds[s][text_col]), list(ds[s][pair_col]) if pair_col else None, list(ds[s]["label"])) for s in ds}
         return Loaded(out, list(names), pair_col, fingerprint(out, list(names)), [])
 
     wanted = [c for c in (args.text_column, args.pair_column, args.label_column) if c is not None]

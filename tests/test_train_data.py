@@ -154,3 +154,11 @@ def test_data_load_names_a_non_utf8_line(tmp_path, monkeypatch):
     monkeypatch.setenv("FINETUNE_UTILS_DATA", str(tmp_path))
     with pytest.raises(data.DataError, match=r"train.jsonl, line 2: the file is not UTF-8 text"):
         data.load("support_sentiment")
+
+
+def test_course_data_set_is_read_with_a_fingerprint():
+    loaded = load("support_answers")
+    assert loaded.pair_column == "answer" and loaded.names == ["does_not_resolve", "resolves"]
+    texts, pairs, ids = loaded.splits["train"]
+    assert isinstance(texts, list) and isinstance(pairs, list) and len(texts) == len(ids)
+    assert len(loaded.fingerprint) == 32
