@@ -236,7 +236,7 @@ def check_cache(folder: Path, full: bool = False) -> None:
     """Raise :class:`ModelCacheError` unless ``folder`` holds a complete, undamaged conversion.
 
     Every file listed in the manifest must exist with its recorded size and its fast
-    checksum (:func:`file_digest`, XXH3-128: about 0.1 s for the 540 MB model, see the
+    checksum (:func:`file_digest`, XXH3-128: about 0.15 s for the 540 MB model, see the
     README); with ``full=True`` the SHA-256 is checked too (about 1 s per 500 MB).
     A manifest from before fast checksums existed is checked with SHA-256 once and
     then given them.
