@@ -45,4 +45,4 @@ run gpu-full-fp32 --device cuda --strategy full      --epochs 3 --max-length 128
 run cpu-full      --device cpu  --strategy full      --epochs 3 --max-length 128 --lr 1e-4
 
 echo "--- lesson 03 with the larger settings (FINETUNE_COURSE_FULL=1)"
-FINETUNE_COURSE_FULL=1 "$PY" tools/run_all.py notebooks/03_freezing_and_lora.ipynb | tail -6
+FINETUNE_COURSE_FULL=1 "$PY" tools/run_all.py solutions/03_freezing_and_lora.ipynb | tail -6

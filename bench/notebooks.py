@@ -1,6 +1,6 @@
 """The whole series' runtime and memory, notebook by notebook.
 
-    python bench/notebooks.py [notebooks/03_*.ipynb ...]
+    python bench/notebooks.py [solutions/03_*.ipynb ...]
 
 Executes every lesson headless (``tools/run_all.py``) and prints, per notebook, the
 wall time, the kernel's CPU time and peak memory (RSS) against the budget the notebook

@@ -37,6 +37,19 @@ if not hasattr(_guard, "guarded_connect"):  # another sitecustomize was imported
     _spec.loader.exec_module(_guard)
 
 
+# The slow lane (`make test` runs everything; `make test-fast` deselects these): the lessons under
+# nbval, nbgrader's round and the browser test execute whole lessons; the multi-process and resume
+# runs of the training command start several processes.
+SLOW_FILES = {"test_jupyterlab_ui.py", "test_nbgrader.py"}
+SLOW_TESTS = ("two_processes", "stop_with_not_implemented", "show_displays_a_widget_in_a_kernel", "toy_lesson")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.suffix == ".ipynb" or item.path.name in SLOW_FILES or any(s in item.name for s in SLOW_TESTS):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_sessionfinish(session, exitstatus):
     if _netlog.exists() and _netlog.read_text().strip():
         print("\nNETWORK ACCESS ATTEMPTED DURING TESTS:\n  " + _netlog.read_text().strip())

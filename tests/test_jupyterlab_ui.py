@@ -2,7 +2,7 @@
 
 What it does
 ------------
-1. Picks the lesson: the fastest notebook in ``notebooks/`` (by its declared
+1. Picks the lesson: the fastest notebook in ``solutions/`` (by its declared
    ``metadata["course"]["cpu_minutes"]``) whose code contains ``quiz.show(``.
    **Fallback**, only while no lesson has a self-check quiz yet: a copy of
    ``00_setup_and_tour.ipynb`` with a "### Self-check" markdown cell and a
@@ -51,7 +51,7 @@ from urllib.parse import urlsplit
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-NOTEBOOKS = REPO / "notebooks"
+NOTEBOOKS = REPO / "solutions"  # the lessons with exercises solved: "Run All" must not stop at a stub
 SCREENSHOT = REPO / "_build" / "jupyterlab_test.png"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

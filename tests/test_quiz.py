@@ -181,7 +181,7 @@ def test_every_lesson_has_at_least_two_questions():
 
 def test_every_question_is_shown_in_its_lesson_and_every_shown_question_exists():
     shown = {}
-    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    for path in sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb")):
         for cell in nbformat.read(path, as_version=4).cells:
             for qid in re.findall(r'quiz\.show\("(q\d\d_[a-z0-9_]+)"\)', cell.source if cell.cell_type == "code" else ""):
                 shown[qid] = int(path.name[:2])

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 
 
 def test_notebooks_readme_and_setup_cell_in_sync():
@@ -48,3 +48,14 @@ def test_readme_gives_the_two_commands():
     assert "make run-all" in readme and "make test" in readme and "make lab" in readme
     for path in NOTEBOOKS:
         assert f"notebooks/{path.name}" in readme
+
+
+def test_the_package_alone_installs_no_jupyter_front_end():
+    """`pip install finetune_utils` (as on Colab) brings what the lessons import, not JupyterLab."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=!~ \[]", d)[0].lower() for d in project["dependencies"]}
+    assert not names & {"jupyterlab", "ipywidgets", "notebook", "playwright", "nbgrader"}, names
+    assert {"jupyterlab", "ipywidgets"} <= {re.split(r"[<>=!~ ]", d)[0].lower() for d in project["optional-dependencies"]["lab"]}
+    assert project["requires-python"].startswith(">=3.11")

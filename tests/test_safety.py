@@ -13,7 +13,7 @@ def sources():
         ROOT.glob("tools/*.py")
     ):
         yield path, path.read_text()
-    for path in sorted(ROOT.glob("notebooks/*.ipynb")):
+    for path in sorted(ROOT.glob("*/[0-9][0-9]_*.ipynb")):
         cells = json.loads(path.read_text())["cells"]
         yield path, "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
 

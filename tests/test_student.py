@@ -1,8 +1,11 @@
-"""Student copies (`make student`): solutions removed, everything else kept, exercises fail until solved."""
+"""The student version (`notebooks/`, generated from `solutions/` by `make student`): solutions removed,
+everything else kept, exercises fail until solved; checks test without telling; nbgrader metadata."""
 
+import ast
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +13,11 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from IPython.core.inputtransformer2 import TransformerManager
 from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 LESSONS = [p for p in NOTEBOOKS if 1 <= int(p.name[:2]) <= 9]  # 00 is the tour: no exercises required
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
@@ -21,6 +25,8 @@ STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
 _spec = importlib.util.spec_from_file_location("make_student", ROOT / "tools" / "make_student.py")
 make_student = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(make_student)
+sys.path.insert(0, str(ROOT / "tools"))
+import sync_notebooks  # noqa: E402
 
 
 def split_regions(source):
@@ -304,5 +310,94 @@ def test_the_tool_reports_a_malformed_notebook_and_protects_the_lessons(tmp_path
     run = subprocess.run([*tool, "--out", str(tmp_path / "out"), str(bad)], capture_output=True, text=True)
     assert run.returncode == 1 and "05_bad.ipynb, cell 0" in run.stderr and "never closed" in run.stderr
     assert not (tmp_path / "out" / "05_bad.ipynb").exists()
-    run = subprocess.run([*tool, "--out", str(ROOT / "notebooks")], capture_output=True, text=True)
+    run = subprocess.run([*tool, "--out", str(ROOT / "solutions")], capture_output=True, text=True)
     assert run.returncode == 1 and "refusing" in run.stderr
+
+
+def test_the_committed_student_version_is_what_the_sources_generate(tmp_path):
+    tool = [sys.executable, str(ROOT / "tools" / "make_student.py")]
+    run = subprocess.run([*tool, "--check"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    lesson = tmp_path / "notebooks" / NOTEBOOKS[1].name
+    lesson.write_text(lesson.read_text().replace("raise NotImplementedError()", "pass", 1))
+    run = subprocess.run([*tool, "--check", "--out", str(tmp_path / "notebooks")], capture_output=True, text=True)
+    assert run.returncode == 1 and NOTEBOOKS[1].name in run.stdout
+
+
+# ------------------------------------------------------------------- grading: points, metadata, checks that do not tell
+
+
+def test_every_exercise_states_its_points_and_carries_nbgrader_metadata():
+    for path in LESSONS:
+        nb = nbformat.read(path, as_version=4)
+        found = sync_notebooks.exercises(nb, path.name)  # raises on an exercise without points or check
+        assert found, f"{path.name}: no exercises"
+        for ex in found:
+            check = nb.cells[ex["check"]].metadata.get("nbgrader", {})
+            assert check.get("grade") and check.get("points") == ex["points"] > 0 and check.get("locked"), (path.name, ex)
+            for index in ex["answers"]:
+                assert nb.cells[index].metadata["nbgrader"]["solution"], (path.name, index)
+            assert nb.cells[ex["statement"]].metadata["nbgrader"]["locked"], (path.name, ex)
+
+
+def revealing_lines(source):
+    """Lines of a check cell that show a value the check computed itself while the check can still fail.
+
+    A value is "computed by the check" when the cell assigns it (loop variables, which name the item
+    being checked, and hint strings do not count). It is "shown" when it is formatted into an assert's
+    message, or printed before the cell's last assert; a print after every assert has passed only
+    reports on a correct answer.
+    """
+    tree = ast.parse(TransformerManager().transform_cell(source))
+    own = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.NamedExpr)):
+            if isinstance(node.value, ast.JoinedStr) or (isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+                continue
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                own |= {t.id for t in ast.walk(target) if isinstance(t, ast.Name)}
+    last_assert = max((n.lineno for n in ast.walk(tree) if isinstance(n, ast.Assert)), default=0)
+
+    def formatted(expr):
+        """Names whose values end up in the text: inside f-string fields, or the expression itself."""
+        if isinstance(expr, ast.Name):
+            return {expr.id}
+        return {n.id for f in ast.walk(expr) if isinstance(f, ast.FormattedValue) for n in ast.walk(f.value)
+                if isinstance(n, ast.Name)}
+
+    bad = []
+    for node in ast.walk(tree):
+        shown = set()
+        if isinstance(node, ast.Assert) and node.msg is not None:
+            shown = formatted(node.msg)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("print", "display")
+              and node.lineno < last_assert):
+            shown = set().union(*(formatted(arg) | ({n.id for n in ast.walk(arg) if isinstance(n, ast.Name)}
+                                                    if not isinstance(arg, (ast.Constant, ast.JoinedStr)) else set())
+                                  for arg in node.args)) if node.args else set()
+        if shown & own:
+            bad.append(f"line {node.lineno}: shows {sorted(shown & own)}")
+    return bad
+
+
+def test_no_check_cell_reveals_its_expected_answer():
+    problems = []
+    for path in LESSONS:
+        nb = nbformat.read(path, as_version=4)
+        for ex in sync_notebooks.exercises(nb, path.name):
+            for line in revealing_lines(nb.cells[ex["check"]].source):
+                problems.append(f"{path.name}, cell {ex['check']} (exercise {ex['number']}): {line}")
+    assert not problems, "check cells must test without telling (give a hint, not the value):\n" + "\n".join(problems)
+
+
+def test_the_reveal_scan_catches_a_printed_expected_value():
+    assert revealing_lines("expected = 3 * 4\nassert answer == expected, f'expected {expected}'")
+    assert revealing_lines("expected = 3 * 4\nassert answer == expected, expected")
+    assert revealing_lines("ref = model(x)\nprint(ref)\nassert torch.allclose(out, ref)")
+    assert revealing_lines("ref = model(x)\nprint(f'about {ref:.2f}')\nassert torch.allclose(out, ref)")
+    assert not revealing_lines("ref = model(x)\nassert torch.allclose(out, ref), 'did you scale by alpha / r?'")
+    assert not revealing_lines("assert answer > 0, f'got {answer}: a count is positive'")
+    assert not revealing_lines("for name, p in m.named_parameters():\n    assert p.requires_grad, f'{name} is frozen'")
+    assert not revealing_lines("ok = out == ref\nassert ok, 'hint A' if ok else 'hint B'")
+    assert not revealing_lines("n = count(m)\nassert n > 0, 'none'\nprint(f'correct: {n} parameters')")

@@ -1,7 +1,12 @@
-"""Write student copies of the lessons: solutions replaced by stubs, outputs cleared.
+"""Write the student version of the lessons: solutions replaced by stubs, outputs cleared.
 
-    python tools/make_student.py                    # notebooks/NN_*.ipynb -> student/ (what `make student` runs)
+    python tools/make_student.py            # solutions/NN_*.ipynb -> notebooks/ (what `make student` runs)
+    python tools/make_student.py --check    # exit 1 if notebooks/ is not what solutions/ generates (a test runs this)
     python tools/make_student.py --out DIR [NOTEBOOK ...]
+
+``solutions/`` holds the source of every lesson, exercises solved, with nbgrader's cell metadata
+(the teacher's version); ``notebooks/`` holds the generated student version that the README, the
+Colab badges and ``make lab`` open. It needs only nbformat and nbconvert, not the course's set-up.
 
 In every code cell, each region from a ``### BEGIN SOLUTION`` line to the next
 ``### END SOLUTION`` line (markers included) becomes, at the indentation of the BEGIN line::
@@ -10,7 +15,7 @@ In every code cell, each region from a ``### BEGIN SOLUTION`` line to the next
     raise NotImplementedError()
 
 which is nbgrader's convention (its ClearSolutions preprocessor produces the same stub), so a
-teacher can also run ``nbgrader generate_assignment`` on the same notebooks. Outputs and
+teacher can also run ``nbgrader generate_assignment`` on ``solutions/``. Outputs and
 execution counts are cleared; every other cell and all metadata are left unchanged.
 
 A marker that is not alone on its line, an END without a BEGIN, a BEGIN without an END or
@@ -24,10 +29,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
-from nbconvert.preprocessors import Preprocessor
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN = "### BEGIN SOLUTION"
@@ -76,8 +81,8 @@ def clear_solutions(source: str, where: str = "cell") -> tuple[str, int]:
     return "\n".join(out), regions
 
 
-class ClearSolutions(Preprocessor):
-    """nbconvert preprocessor: solution regions -> stubs, outputs cleared (code cells).
+class ClearSolutions:
+    """Solution regions -> stubs, outputs cleared (code cells); the interface of an nbconvert preprocessor.
 
     After ``preprocess``, ``resources["solution_regions"]`` holds the number of regions
     replaced in each cell index that had any.
@@ -85,7 +90,9 @@ class ClearSolutions(Preprocessor):
 
     def preprocess(self, nb, resources):
         resources.setdefault("solution_regions", {})
-        return super().preprocess(nb, resources)
+        for index, cell in enumerate(nb.cells):
+            nb.cells[index], resources = self.preprocess_cell(cell, resources, index)
+        return nb, resources
 
     def preprocess_cell(self, cell, resources, index):
         name = resources.get("metadata", {}).get("name", "notebook")
@@ -106,33 +113,49 @@ def make_student_copy(path: Path, out_dir: Path) -> tuple[Path, int]:
     nb, resources = ClearSolutions().preprocess(nb, resources)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / path.name
-    nbformat.write(nb, target)
+    target.write_text(nbformat.writes(nb) + "\n")
     return target, sum(resources["solution_regions"].values())
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write student copies of the lessons (solutions removed).")
-    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebooks/NN_*.ipynb")
-    parser.add_argument("--out", type=Path, default=ROOT / "student", help="output folder (default: student/)")
+    parser = argparse.ArgumentParser(description="Write the student version of the lessons (solutions removed).")
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every solutions/NN_*.ipynb")
+    parser.add_argument("--out", type=Path, default=ROOT / "notebooks", help="output folder (default: notebooks/)")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if the output folder differs from what the sources generate")
     args = parser.parse_args(argv)
-    paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    paths = args.notebooks or sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
     if not paths:
-        print("no notebooks found in notebooks/", file=sys.stderr)
+        print("no notebooks found in solutions/", file=sys.stderr)
         return 1
-    if args.out.resolve() == (ROOT / "notebooks").resolve():
-        print("refusing to overwrite the lessons: choose another --out", file=sys.stderr)
+    if any(args.out.resolve() == p.parent.resolve() for p in paths):
+        print("refusing to overwrite the lessons with solutions: choose another --out", file=sys.stderr)
         return 1
+    target_dir = Path(tempfile.mkdtemp(prefix="student-")) if args.check else args.out
+    stale = []
     for path in paths:
         try:
-            target, regions = make_student_copy(path, args.out)
+            target, regions = make_student_copy(path, target_dir)
         except (SolutionRegionError, OSError, nbformat.ValidationError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
+        if args.check:
+            committed = args.out / path.name
+            if not committed.is_file() or committed.read_text() != target.read_text():
+                stale.append(path.name)
+            continue
         try:
             shown = target.relative_to(Path.cwd())
         except ValueError:
             shown = target
         print(f"{shown}: {regions} solution region{'s' if regions != 1 else ''} replaced")
+    if args.check:
+        extra = sorted({p.name for p in args.out.glob("[0-9][0-9]_*.ipynb")} - {p.name for p in paths})
+        if stale or (extra and not args.notebooks):
+            print("the student version is out of date (run `python tools/make_student.py`): "
+                  + ", ".join(stale + [f"{name} (no source in solutions/)" for name in extra]))
+            return 1
+        print(f"{args.out.name}/ is in sync with its sources")
     return 0
 
 

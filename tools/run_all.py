@@ -1,6 +1,6 @@
 """Execute every lesson headless, as a student would run it top to bottom.
 
-    python tools/run_all.py [notebooks/03_*.ipynb ...]
+    python tools/run_all.py [solutions/03_*.ipynb ...]
 
 Executed copies go to _build/notebooks/ (ignored by git). Prints one row per
 notebook: wall time, the kernel's CPU time (user + system, all its threads), its
@@ -11,12 +11,17 @@ peak memory (RSS, sampled every 0.2 s), and pass/fail, against the budget the no
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 import psutil
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -27,10 +32,23 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "_build" / "notebooks"
 
 
+def client_for(nb, folder: Path, timeout: int = 1800, **kwargs) -> NotebookClient:
+    """An nbclient for ``nb`` run in ``folder``, its kernel on local sockets (IPC) where the OS has them:
+    no TCP ports, and no warning from the kernel about unencrypted TCP for every notebook."""
+    if os.name == "posix":  # the socket files go to a private temporary folder (an absolute path: the kernel's cwd differs)
+        sockets = tempfile.mkdtemp(prefix="kernel-")
+        atexit.register(shutil.rmtree, sockets, ignore_errors=True)
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "ipc"))
+    else:
+        km = KernelManager(kernel_name="python3")
+    return NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3",
+                          resources={"metadata": {"path": str(folder)}}, **kwargs)
+
+
 def run(path: Path, timeout: int = 1800) -> dict:
     nb = nbformat.read(path, as_version=4)
     budget = nb.metadata.get("course", {})
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = client_for(nb, path.parent, timeout)
     start, error, monitor, cpu = time.perf_counter(), None, None, None
     try:
         with client.setup_kernel():
@@ -66,9 +84,9 @@ def run(path: Path, timeout: int = 1800) -> dict:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: every lesson in notebooks/)")
+    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: every lesson in solutions/, exercises solved)")
     args = parser.parse_args(argv)
-    paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    paths = args.notebooks or sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")

