@@ -227,6 +227,7 @@ _CHECKPOINT_FILE = re.compile(
     + re.escape(CHECKSUMS) + r"))$")
 
 
+_CHECKPOINT_NAME = re.compile(r"^(\.tmp-)?step-\d+$")
 _UNFINISHED_OUTPUT = re.compile(r"^(labels\.json|metrics\.json|curve\.png|model/[^/]+)$")
 
 
@@ -400,7 +401,11 @@ def prepare_output(plan: OutputPlan) -> None:
         return
     try:
         if plan.replace and plan.work.exists():
-            shutil.rmtree(plan.work)  # a leftover of an earlier failed --overwrite: holds only our files
+            # a leftover of an earlier failed --overwrite; checked again here, right before deleting it
+            if foreign_files(plan.work) != []:
+                raise TrainError(f"{plan.work} is in the way (the command writes the new run there before swapping "
+                                 "it in) and holds files it did not write; move it away")
+            shutil.rmtree(plan.work)
         plan.work.mkdir(parents=True, exist_ok=True)
         _write_mark(plan.work)
     except OSError as err:
@@ -422,9 +427,10 @@ def finish_output(plan: OutputPlan) -> None:
     if not plan.replace:
         return
     foreign = foreign_files(plan.output)
-    if foreign:
-        raise TrainError(f"while the run trained, files were added to {plan.output} ({_listing(foreign)}), so it was "
-                         f"not replaced; the new run is in {plan.work}")
+    if foreign != []:  # None: its run mark is gone, so nothing in it can be known to be ours
+        what = f"files were added to {plan.output} ({_listing(foreign)})" if foreign else \
+            f"the run mark {RUN_MARK} of {plan.output} was removed"
+        raise TrainError(f"while the run trained, {what}, so it was not replaced; the new run is in {plan.work}")
     old = plan.output.parent / f".{plan.output.name}.replaced"
     if old.exists() and foreign_files(old) == []:
         shutil.rmtree(old)
@@ -767,8 +773,8 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict, scal
     pointer = folder / f".{LATEST}.tmp"
     pointer.write_text(name)
     os.replace(pointer, folder / LATEST)
-    for old in folder.iterdir():
-        if old.is_dir() and old.name != name:
+    for old in folder.iterdir():  # only the command's own checkpoint folders
+        if old.is_dir() and not old.is_symlink() and old.name != name and _CHECKPOINT_NAME.match(old.name):
             shutil.rmtree(old, ignore_errors=True)
     return final
 

@@ -313,3 +313,24 @@ def test_half_written_run_can_be_replaced(ws, capsys):
     train._write_mark(half, {"labels.json": 2}, finished=True)  # once finished, only listed files are its own
     (half / "model" / "sub").rmdir()
     assert train.foreign_files(half) == ["model/"]
+
+
+def test_the_swap_and_the_staging_cleanup_check_again_right_before_deleting(tmp_path):
+    """Between the checks at the start and the deletions at the end, the folders may change: each
+    deletion checks again that it removes only what the command wrote."""
+    output, staging = tmp_path / "run", tmp_path / ".run.incoming"
+    output.mkdir()
+    (output / "notes.txt").write_text("mine")  # the previous run's mark was removed while training
+    staging.mkdir()
+    train._write_mark(staging)
+    plan = train.OutputPlan(output, staging, replace=True)
+    with pytest.raises(train.TrainError, match="was removed, so it was not replaced"):
+        train.finish_output(plan)
+    assert (output / "notes.txt").read_text() == "mine" and staging.is_dir()
+
+    leftover = tmp_path / ".other.incoming"
+    leftover.mkdir()
+    (leftover / "notes.txt").write_text("mine")  # appeared after plan_output checked the staging folder
+    with pytest.raises(train.TrainError, match="holds files it did not write"):
+        train.prepare_output(train.OutputPlan(tmp_path / "other", leftover, replace=True))
+    assert (leftover / "notes.txt").read_text() == "mine"
