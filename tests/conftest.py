@@ -3,11 +3,19 @@
 tests/netguard/sitecustomize.py is put on PYTHONPATH so that this process and
 every process it starts (notebook kernels run by nbval, subprocess tests) refuse
 non-loopback connections; attempts are logged and fail the session.
+
+While nbval runs a lesson of solutions/, the outputs its kernel returned for each cell are
+kept, and when every code cell of the lesson has passed, the executed lesson is written to
+_build/notebooks/ (where tools/run_all.py writes its copies): tools/build_book.py and the book
+test (tests/test_book.py, run after the lessons) build the rendered course from these, so the
+lessons are not executed a second time.
 """
 
+import copy
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -40,14 +48,105 @@ if not hasattr(_guard, "guarded_connect"):  # another sitecustomize was imported
 # The slow lane (`make test` runs everything; `make test-fast` deselects these): the lessons under
 # nbval, nbgrader's round and the browser test execute whole lessons; the multi-process and resume
 # runs of the training command start several processes.
-SLOW_FILES = {"test_jupyterlab_ui.py", "test_nbgrader.py"}
+SLOW_FILES = {"test_jupyterlab_ui.py", "test_nbgrader.py", "test_book.py"}
 SLOW_TESTS = ("two_processes", "stop_with_not_implemented", "show_displays_a_widget_in_a_kernel", "toy_lesson")
+
+
+LAST_FILES = ("test_book.py",)   # built from the lessons that nbval executes in the same session
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.suffix == ".ipynb" or item.path.name in SLOW_FILES or any(s in item.name for s in SLOW_TESTS):
             item.add_marker(pytest.mark.slow)
+    # testpaths runs tests/ before solutions/: move the book test after the lessons (stable order otherwise).
+    items.sort(key=lambda item: item.path.name in LAST_FILES)
+
+
+# ---------------------------------------------------------------- nbval's executed lessons
+
+REPO = Path(__file__).resolve().parent.parent
+LESSONS = REPO / "solutions"
+EXECUTED = REPO / "_build" / "notebooks"
+
+
+class ExecutedLessons:
+    """Writes each lesson that nbval ran in full, with the outputs its kernel returned, to _build/notebooks/.
+
+    nbval's cell item (``IPyNbCell``) keeps what the kernel sent back for its cell in
+    ``item.test_outputs`` (streams merged, as nbval compares them). When the last cell of a lesson
+    has run, and every code cell of it passed, the lesson as nbval read it is written with those
+    outputs; a lesson with a failed, skipped or deselected cell is not written (a partial run is
+    not an executed lesson). A registered plugin, not conftest hooks: pytest calls a conftest's
+    per-test hooks only for tests under its folder, and the lessons are in solutions/.
+    """
+
+    def __init__(self, folder: Path = EXECUTED):
+        self.folder = folder
+        self.outputs: dict[Path, dict[int, list]] = {}
+        self.broken: set[Path] = set()
+        self.ran: set[str] = set()        # lessons whose cells nbval ran in this session
+        self.written: dict[str, Path] = {}
+
+    @staticmethod
+    def _lesson_cell(item) -> bool:
+        return (item.path.suffix == ".ipynb" and item.path.parent == LESSONS
+                and hasattr(item, "test_outputs") and hasattr(item, "cell_num"))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = yield
+        if self._lesson_cell(item):
+            self.ran.add(item.path.name)
+            if report.failed or (report.when == "call" and not report.passed):
+                self.broken.add(item.path)
+            elif report.when == "call":
+                self.outputs.setdefault(item.path, {})[item.cell_num] = copy.deepcopy(item.test_outputs or [])
+        return report
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        result = yield
+        if self._lesson_cell(item) and (nextitem is None or nextitem.path != item.path):
+            self._finish(item.parent)
+        return result
+
+    def _finish(self, lesson_file) -> None:
+        path = lesson_file.path
+        outputs = self.outputs.pop(path, {})
+        if path in self.broken:
+            return
+        import nbformat
+
+        nb = copy.deepcopy(lesson_file.nb)   # the notebook as nbval read and ran it
+        code = [cell for cell in nb.cells if cell.cell_type == "code"]
+        if sorted(outputs) != list(range(len(code))):
+            return   # some cells did not run (deselected or stopped early)
+        for number, cell in enumerate(code):
+            cell.outputs = [nbformat.from_dict(dict(out)) for out in outputs[number]]
+            cell.execution_count = number + 1   # nbval runs the cells in order in one kernel (store_history off)
+            for out in cell.outputs:
+                if out.output_type == "execute_result":
+                    out.execution_count = number + 1
+        nb.metadata["course_build"] = {"executed_by": "nbval (pytest)", "executed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        nbformat.validate(nb)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = self.folder / path.name
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        nbformat.write(nb, partial)
+        os.replace(partial, target)   # a reader never sees half a notebook
+        self.written[path.name] = target
+
+
+def pytest_configure(config):
+    if not config.pluginmanager.has_plugin("executed_lessons"):
+        config.pluginmanager.register(ExecutedLessons(), "executed_lessons")
+
+
+@pytest.fixture(scope="session")
+def executed_lessons(request) -> ExecutedLessons:
+    """What the session's nbval run executed and wrote (see ExecutedLessons)."""
+    return request.config.pluginmanager.get_plugin("executed_lessons")
 
 
 def pytest_sessionfinish(session, exitstatus):

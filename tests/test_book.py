@@ -1,0 +1,230 @@
+"""The rendered course (``make book``): build it from executed lessons and read it in headless Chromium.
+
+Which lessons
+-------------
+In ``make test`` nbval has already run every lesson of solutions/ by the time this test runs
+(tests/conftest.py orders it last), and tests/conftest.py has written each lesson that passed to
+_build/notebooks/; the book is built from those, so no lesson is executed twice. Run on its own
+(``pytest tests/test_book.py``), the test uses whichever executed copies in _build/notebooks/ ran
+the lessons' current code, and executes lessons 00 and 01 with tools/run_all.py if they have
+none, so the book always holds at least two lessons. Every lesson that nbval ran in full in this
+session must be in the book.
+
+What is checked
+---------------
+* The builder: the site is written to a temporary folder with tools/build_book.py.
+* Without a browser: no exercise answer reaches a page (no line of a solution region, no
+  solution marker), and no quiz answer either (no explanation from the quiz bank).
+* In Debian's Chromium, driven by Playwright, for every page: the title is the lesson's, each
+  figure of the executed lesson is there and decoded (one ``<img>``/``<svg>`` per image output of a
+  cell that is not an exercise), no error output, one quiz box per quiz, and the links to the
+  previous and next lesson and to the index lead to those pages. The index lists every lesson
+  and links every page built. Nothing is requested from outside except MathJax's script
+  (blocked here; offline pages show the TeX source).
+* A screenshot of lesson 03's first figure (or of the first page with a figure, when 03 is not
+  built) goes to _build/book_test/ (docs/book_lesson03.png is a copy of one).
+
+Skipped without Chromium or Playwright, except in CI (``CI`` set), where that fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import nbformat
+import pytest
+
+from test_jupyterlab_ui import CHROMIUM, CHROMIUM_ARGS, _require_browser
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tools"))
+import build_book  # noqa: E402
+
+SHOTS = REPO / "_build" / "book_test"
+ALWAYS = ("00", "01")        # executed here when they have no current copy (the two fastest lessons)
+SCREENSHOT_LESSON = "03"
+PAGE_S = 60
+
+
+def _images(cell) -> int:
+    return sum(1 for out in cell.get("outputs", []) if any(m in out.get("data", {}) for m in build_book.IMAGE_TYPES))
+
+
+def expected(executed_path: Path) -> dict:
+    """What a page must show, read from the executed lesson (not from the builder's output)."""
+    nb = nbformat.read(executed_path, as_version=4)
+    visible = [c for c in nb.cells if c.cell_type == "code" and not build_book.is_exercise(c)]
+    quizzes = sum(1 for c in visible for out in c.outputs
+                  if build_book.QUIZ_TEXT.match(str(out.get("data", {}).get("text/plain", ""))))
+    return {"images": sum(_images(c) for c in visible), "quizzes": quizzes}
+
+
+def solution_lines(source: Path) -> list[str]:
+    """The non-trivial lines inside the solution regions of a lesson."""
+    nb = nbformat.read(source, as_version=4)
+    lines, inside = [], False
+    for cell in nb.cells:
+        for line in cell.source.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("### BEGIN SOLUTION"):
+                inside = True
+            elif stripped.startswith("### END SOLUTION"):
+                inside = False
+            elif inside and len(stripped) >= 25 and not stripped.startswith("#"):
+                lines.append(stripped)
+    return lines
+
+
+def quiz_explanations(page_text: str) -> list[str]:
+    from finetune_utils import quiz
+
+    ids = re.findall(r"Self-check (q\d\d_\w+) ", page_text)
+    return [text for qid in ids for text in quiz.get(qid).explanations.values()]
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory, executed_lessons):
+    for source in build_book.lessons(list(ALWAYS)):
+        if build_book.current_copy(source) is None:
+            build_book.ensure_executed([source])
+    out = tmp_path_factory.mktemp("book") / "site"
+    entries = build_book.build(out, execute_missing=False)
+    built = {e.source for e in entries if e.page}
+    fully_run = set(executed_lessons.written)
+    assert fully_run <= built, f"executed by nbval in this session but not in the book: {sorted(fully_run - built)}"
+    assert {f"{s.name}" for s in build_book.lessons(list(ALWAYS))} <= built
+    print(f"\nbook built from {len(built)} lesson(s): {', '.join(sorted(b[:2] for b in built))}"
+          + (f" (nbval wrote {len(fully_run)} in this session)" if fully_run else ""))
+    return out, entries
+
+
+def test_no_answers_in_the_pages(book):
+    out, entries = book
+    for entry in entries:
+        if not entry.page:
+            continue
+        text = (out / entry.page).read_text(encoding="utf-8")
+        plain = _unescape(text)
+        for marker in build_book.SOLUTION_MARKERS:
+            assert marker not in plain, f"{entry.page}: {marker!r} in the page"
+        leaked = [line for line in solution_lines(build_book.SOURCES / entry.source) if line in plain]
+        assert not leaked, f"{entry.page}: solution lines in the page: {leaked[:3]}"
+        explained = [e for e in quiz_explanations(plain) if e.strip()[:60] in plain]
+        assert not explained, f"{entry.page}: quiz explanations (answers) in the page: {explained[:2]}"
+        exercises = sum(1 for c in nbformat.read(build_book.SOURCES / entry.source, as_version=4).cells
+                        if c.metadata.get("nbgrader", {}).get("solution"))
+        assert plain.count("raise NotImplementedError") >= exercises, f"{entry.page}: student stubs missing"
+
+
+def _unescape(page: str) -> str:
+    """The page's text: tags removed, entities decoded (Pygments splits code into spans)."""
+    import html
+
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
+_PAGE_JS = """
+() => {
+  const main = document.querySelector('main');
+  const outputs = [...main.querySelectorAll('.jp-OutputArea-output')];
+  const imgs = [...main.querySelectorAll('.jp-OutputArea-output img')];
+  const svgs = [...main.querySelectorAll('.jp-OutputArea-output[data-mime-type="image/svg+xml"] > svg')];
+  const stderr = outputs.filter(e => e.getAttribute('data-mime-type') === 'application/vnd.jupyter.stderr')
+                        .map(e => e.textContent).filter(t => /Traceback \\(most recent call last\\)/.test(t));
+  const link = sel => { const a = document.querySelector(sel); return a ? a.getAttribute('href') : null; };
+  return {
+    title: document.title,
+    h1: (main.querySelector('h1') || {textContent: ''}).textContent,
+    images: imgs.length + svgs.length,
+    broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length,
+    errors: stderr.map(t => t.slice(0, 500)),
+    quizzes: main.querySelectorAll('.book-quiz').length,
+    exercises: main.querySelectorAll('.celltag_book-exercise').length,
+    index: link('nav.top a.book-index'), prev: link('nav.top a[rel=prev]'), next: link('nav.top a[rel=next]'),
+    bottom_next: link('nav.bottom a[rel=next]'),
+    cells: main.querySelectorAll('.jp-Cell').length,
+  };
+}
+"""
+
+
+def test_book_pages_render_in_chromium(book):
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    out, entries = book
+    pages = [e for e in entries if e.page]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    outside: list[str] = []
+    allowed = ("cdnjs.cloudflare.com/ajax/libs/mathjax/",)
+
+    def route(r):
+        url = r.request.url
+        if urlsplit(url).scheme in ("file", "data", "about", "blob"):
+            return r.continue_()
+        if not any(a in url for a in allowed):
+            outside.append(url)
+        return r.abort()
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=60_000)
+        try:
+            context = browser.new_context(viewport={"width": 1200, "height": 900})
+            context.set_default_timeout(PAGE_S * 1000)
+            context.route("**/*", route)
+            page = context.new_page()
+
+            # The index: every lesson listed, a link for every page built.
+            page.goto((out / "index.html").as_uri(), wait_until="load")
+            rows = page.locator("#notebook-map tbody tr")
+            assert rows.count() == len(entries)
+            for entry in entries:
+                link = page.locator(f'#notebook-map a[href="{entry.page}"]') if entry.page else None
+                if link is not None:
+                    assert link.count() == 1 and link.inner_text() == entry.title, entry.page
+
+            shot = None
+            for i, entry in enumerate(pages):
+                page.goto((out / entry.page).as_uri(), wait_until="load")
+                page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=PAGE_S * 1000)
+                state = page.evaluate(_PAGE_JS)
+                want = expected(REPO / entry.executed)
+                where = f"{entry.page}: {state}"
+                assert state["title"].startswith(entry.title), where
+                assert entry.title in state["h1"], where
+                assert state["images"] == want["images"], f"{where}; expected {want['images']} figures"
+                assert state["broken"] == 0, where
+                assert not state["errors"], where
+                assert state["quizzes"] == want["quizzes"], f"{where}; expected {want['quizzes']} quizzes"
+                assert state["index"] == "index.html", where
+                assert state["prev"] == (pages[i - 1].page if i > 0 else None), where
+                assert state["next"] == (pages[i + 1].page if i + 1 < len(pages) else None), where
+                assert state["bottom_next"] == state["next"], where
+                if shot is None and (entry.number == SCREENSHOT_LESSON or
+                                     (want["images"] and not any(p.number == SCREENSHOT_LESSON for p in pages))):
+                    figure = page.locator(".jp-OutputArea-output img").first
+                    if figure.count():
+                        figure.evaluate("e => e.closest('.jp-Cell').scrollIntoView({block: 'center'})")
+                    shot = SHOTS / f"book_lesson{entry.number}.png"
+                    page.screenshot(path=str(shot))
+
+            # The links work: next from the first page, back with prev, up to the index.
+            if len(pages) > 1:
+                page.goto((out / pages[0].page).as_uri(), wait_until="load")
+                page.locator("nav.top a[rel=next]").click()
+                page.wait_for_url(re.compile(re.escape(pages[1].page) + "$"))
+                page.locator("nav.bottom a[rel=prev]").click()
+                page.wait_for_url(re.compile(re.escape(pages[0].page) + "$"))
+            page.locator("nav.top a.book-index").click()
+            page.wait_for_url(re.compile(r"/index\.html$"))
+        finally:
+            with contextlib.suppress(Exception):
+                browser.close()
+
+    assert not outside, f"the pages requested outside URLs: {outside[:10]}"
+    assert shot is not None and shot.is_file()
+    print(f"\nscreenshot {shot}")
