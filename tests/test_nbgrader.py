@@ -7,11 +7,13 @@ handed in the solved notebook (full points) and one who handed in the released n
 untouched (zero points on every exercise, the rest of the lesson still run).
 """
 
+import atexit
 import csv
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -24,10 +26,21 @@ GRADED_LESSON = "01_pretrain_then_finetune"  # the cheapest lesson with exercise
 pytest.importorskip("nbgrader", reason="nbgrader is in the dev extra: pip install -e '.[dev]'")
 
 
+def kernel_transport() -> list[str]:
+    """nbgrader's kernels on local sockets (IPC), as tools/run_all.py runs the lessons: no TCP ports, and no
+    kernel warning about unencrypted TCP. nbgrader passes its configuration on to jupyter_client's
+    KernelManager, whose transport and socket path are ordinary options."""
+    if os.name != "posix":
+        return []
+    sockets = tempfile.mkdtemp(prefix="nbgrader-kernel-")  # short: a socket path has at most ~100 characters
+    atexit.register(shutil.rmtree, sockets, ignore_errors=True)
+    return ["--KernelManager.transport=ipc", f"--KernelManager.ip={sockets}/ipc"]
+
+
 def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
     # nbgrader calls `alembic` by name: the environment's bin folder goes first on PATH.
     env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-    return subprocess.run([sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course}"],
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course}", *kernel_transport()],
                           capture_output=True, text=True, cwd=course, env=env, timeout=1800)
 
 
@@ -61,6 +74,7 @@ def test_autograde_gives_full_points_to_the_solution_and_none_to_the_stubs(cours
     # nbgrader stops a cell after 30 s by default; the lessons' training cells take longer on a CPU.
     run = nbgrader(course, "autograde", GRADED_LESSON, "--force", "--ExecutePreprocessor.timeout=1800")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "without encryption" not in run.stdout + run.stderr, "nbgrader's kernels ran over TCP"
     run = nbgrader(course, "generate_feedback", GRADED_LESSON, "--force")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert list((course / "feedback" / "solved" / GRADED_LESSON).glob("*.html")), "no feedback written"
