@@ -8,7 +8,8 @@ While nbval runs a lesson of solutions/, the outputs its kernel returned for eac
 kept, and when every code cell of the lesson has passed, the executed lesson is written to
 _build/notebooks/ (where tools/run_all.py writes its copies): tools/build_book.py and the book
 test (tests/test_book.py, run after the lessons) build the rendered course from these, so the
-lessons are not executed a second time.
+lessons are not executed a second time. The lessons' kernels get matplotlib's inline backend,
+as a student's do, so their figures are outputs.
 """
 
 import copy
@@ -92,6 +93,20 @@ class ExecutedLessons:
     def _lesson_cell(item) -> bool:
         return (item.path.suffix == ".ipynb" and item.path.parent == LESSONS
                 and hasattr(item, "test_outputs") and hasattr(item, "cell_num"))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item):
+        """The lesson's kernel (started in its first cell's set-up) gets matplotlib's inline backend, as a
+        student's kernel does: this suite sets MPLBACKEND=Agg for its own process, and a kernel that
+        inherited it would show no figure at all."""
+        if not self._lesson_cell(item):
+            return (yield)
+        backend = os.environ.pop("MPLBACKEND", None)
+        try:
+            return (yield)
+        finally:
+            if backend is not None:
+                os.environ["MPLBACKEND"] = backend
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):

@@ -60,6 +60,9 @@ def expected(executed_path: Path) -> dict:
     visible = [c for c in nb.cells if c.cell_type == "code" and not build_book.is_exercise(c)]
     quizzes = sum(1 for c in visible for out in c.outputs
                   if build_book.QUIZ_TEXT.match(str(out.get("data", {}).get("text/plain", ""))))
+    no_figure = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and not build_book.is_exercise(c)
+                 and build_book.shows_figure(c) and not _images(c)]
+    assert not no_figure, f"{executed_path.name}: cells {no_figure} call plt.show() but hold no figure"
     return {"images": sum(_images(c) for c in visible), "quizzes": quizzes}
 
 

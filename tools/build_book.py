@@ -21,7 +21,8 @@ Where the pages come from
   new run: the page takes its markdown from the current source. As in Jupyter Book's execution
   cache, the key is the notebook's code: a change in ``finetune_utils`` or ``data/`` alone does
   not make a copy stale; ``--rerun`` executes every lesson again. A lesson whose run stopped
-  with an error is not published (the build fails and names the cell).
+  with an error, or whose plot cells hold no figure (a kernel run with ``MPLBACKEND=Agg``), is
+  not published: the build fails and names the cell.
 * **Exercises do not leak.** Teachers assign the exercises, so for every cell that nbgrader
   marks as an answer or a check (``metadata.nbgrader.solution`` / ``.grade``), the page shows
   the student's version of the cell from ``notebooks/`` (the same lesson, cell for cell) and
@@ -49,6 +50,7 @@ import copy
 import hashlib
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -121,7 +123,9 @@ def execute(sources: list[Path]) -> None:
         return
     print(f"executing {len(sources)} lesson(s) whose executed copy is missing or stale: "
           + ", ".join(p.name for p in sources), flush=True)
-    subprocess.run([sys.executable, str(ROOT / "tools" / "run_all.py"), *map(str, sources)], cwd=ROOT, check=False)
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}   # the kernel's inline backend: figures as outputs
+    subprocess.run([sys.executable, str(ROOT / "tools" / "run_all.py"), *map(str, sources)], cwd=ROOT, env=env,
+                   check=False)
     # run_all's exit status says only "some lesson failed": the copies say which cell, checked in make_page.
 
 
@@ -198,6 +202,11 @@ def clean_outputs(outputs, where: str) -> list:
     return kept
 
 
+def shows_figure(cell) -> bool:
+    """A code cell that calls plt.show() (outside a comment): its executed copy must hold a figure."""
+    return any("plt.show(" in line.split("#", 1)[0] for line in cell.source.splitlines())
+
+
 def make_page(source_path: Path, executed_path: Path, student_dir: Path = STUDENT):
     """The notebook a page shows: the source's cells, the executed copy's outputs, the student's exercise cells."""
     name = source_path.name
@@ -226,6 +235,9 @@ def make_page(source_path: Path, executed_path: Path, student_dir: Path = STUDEN
             if cell.cell_type == "code":
                 cell.outputs = []
         elif cell.cell_type == "code":
+            if shows_figure(cell) and not any(m in out.get("data", {}) for out in outputs for m in IMAGE_TYPES):
+                raise BookError(f"{where} calls plt.show() but its executed copy ({executed_path}) has no figure: "
+                                "was it run with MPLBACKEND=Agg? Run it again with --rerun")
             cell.outputs = outputs
         if cell.cell_type == "code":
             cell.execution_count = None
