@@ -20,9 +20,9 @@ Where the pages come from
   the lesson is executed again with ``tools/run_all.py``. An edit to the prose alone needs no
   new run: the page takes its markdown from the current source. As in Jupyter Book's execution
   cache, the key is the notebook's code: a change in ``finetune_utils`` or ``data/`` alone does
-  not make a copy stale; ``--rerun`` executes every lesson again. A lesson whose run stopped
-  with an error, or whose plot cells hold no figure (a kernel run with ``MPLBACKEND=Agg``), is
-  not published: the build fails and names the cell.
+  not make a copy stale; ``--rerun`` executes every lesson again. A copy that stopped with an
+  error is executed again. A lesson that fails again, or whose plot cells hold no figure (a
+  kernel run with ``MPLBACKEND=Agg``), is not published: the build fails and names the cell.
 * **Exercises do not leak.** Teachers assign the exercises, so for every cell that nbgrader
   marks as an answer or a check (``metadata.nbgrader.solution`` / ``.grade``), the page shows
   the student's version of the cell from ``notebooks/`` (the same lesson, cell for cell) and
@@ -105,8 +105,17 @@ def code_hash(nb) -> str:
     return hashlib.sha256(json.dumps(code, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
+def _errors(nb) -> list[str]:
+    return [f"cell {i}: {out.ename}: {out.evalue}" for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+            for out in cell.get("outputs", []) if out.output_type == "error"]
+
+
 def current_copy(source: Path, folder: Path = EXECUTED) -> Path | None:
-    """The executed copy of ``source`` in ``folder`` if it ran the lesson's current code, else None."""
+    """The executed copy of ``source`` in ``folder`` if it ran the lesson's current code to the end, else None.
+
+    A copy that stopped with an error is not worth keeping: it is run again, and if it fails again
+    the build says where.
+    """
     executed = folder / source.name
     if not executed.is_file():
         return None
@@ -114,33 +123,37 @@ def current_copy(source: Path, folder: Path = EXECUTED) -> Path | None:
         ran = nbformat.read(executed, as_version=4)
     except Exception:  # noqa: BLE001 - a half-written or foreign file is simply not a usable copy
         return None
-    return executed if code_hash(ran) == code_hash(nbformat.read(source, as_version=4)) else None
+    if _errors(ran) or code_hash(ran) != code_hash(nbformat.read(source, as_version=4)):
+        return None
+    return executed
 
 
 def execute(sources: list[Path]) -> None:
     """Execute lessons with tools/run_all.py (it prints its progress and table; copies go to _build/notebooks)."""
     if not sources:
         return
-    print(f"executing {len(sources)} lesson(s) whose executed copy is missing or stale: "
-          + ", ".join(p.name for p in sources), flush=True)
+    print(f"executing {len(sources)} lesson(s) with tools/run_all.py: " + ", ".join(p.name for p in sources), flush=True)
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}   # the kernel's inline backend: figures as outputs
     subprocess.run([sys.executable, str(ROOT / "tools" / "run_all.py"), *map(str, sources)], cwd=ROOT, env=env,
-                   check=False)
-    # run_all's exit status says only "some lesson failed": the copies say which cell, checked in make_page.
+                   check=False)   # its exit status says only "some lesson failed": the copies say where
 
 
 def ensure_executed(sources: list[Path], rerun: bool = False, folder: Path = EXECUTED) -> dict[str, Path]:
-    """Executed copies of ``sources`` that ran their current code, executing the missing or stale ones."""
+    """Executed copies of ``sources`` that ran their current code, executing the missing, stale or failed ones."""
     stale = list(sources) if rerun else [p for p in sources if current_copy(p, folder) is None]
     if stale and folder != EXECUTED:
         raise BookError(f"{folder} has no current executed copy of {', '.join(p.name for p in stale)}, and "
                         f"tools/run_all.py writes to {EXECUTED.relative_to(ROOT)}/ only")
     execute(stale)
     copies = {p.name: current_copy(p, folder) for p in sources}
-    missing = [name for name, path in copies.items() if path is None]
-    if missing:
-        raise BookError(f"no executed copy of {', '.join(missing)} after running tools/run_all.py; "
-                        "see its output above")
+    problems = []
+    for name, path in copies.items():
+        if path is None:
+            written = folder / name
+            errors = _errors(nbformat.read(written, as_version=4)) if written.is_file() else []
+            problems.append(f"{name} stopped at {errors[0]}" if errors else f"{name}: no executed copy was written")
+    if problems:
+        raise BookError("lessons failed to execute (see tools/run_all.py's table above): " + "; ".join(problems))
     return copies
 
 
@@ -187,8 +200,8 @@ def clean_outputs(outputs, where: str) -> list:
     kept = []
     for out in outputs:
         if out.output_type == "error":
-            raise BookError(f"{where}: the executed lesson stopped with {out.ename}: {out.evalue}. "
-                            "Fix the lesson, or run it again with --rerun if the run was only interrupted")
+            raise BookError(f"{where}: the executed lesson stopped with {out.ename}: {out.evalue}; "
+                            "make book runs it again (its executed copy is not reused)")
         data = out.get("data", {})
         if WIDGET in data:
             text = str(data.get("text/plain", ""))
