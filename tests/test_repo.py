@@ -59,3 +59,31 @@ def test_the_package_alone_installs_no_jupyter_front_end():
     assert not names & {"jupyterlab", "ipywidgets", "notebook", "playwright", "nbgrader"}, names
     assert {"jupyterlab", "ipywidgets"} <= {re.split(r"[<>=!~ ]", d)[0].lower() for d in project["optional-dependencies"]["lab"]}
     assert project["requires-python"].startswith(">=3.11")
+
+
+def test_every_lower_bound_is_one_that_a_make_target_tests():
+    """pyproject.toml's bounds against what is tested: the pins of constraints.txt (`make test`) satisfy every
+    bound; `make test-oldest` installs the dependencies' bounds themselves; and Colab's versions that
+    `make test-colab` installs satisfy them too, so the Colab set-up cell changes none of Colab's packages."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    pins = {name.lower().replace("_", "-"): Version(version) for name, version in pins.items()}
+    makefile = (ROOT / "Makefile").read_text()
+    colab_line = re.search(r"^COLAB_VERSIONS := (.*?)(?<!\\)$", makefile, flags=re.M | re.S).group(1)
+    colab = dict(p.split("==") for p in colab_line.replace("\\\n", " ").split() if "==" in p)
+    assert {"torch", "transformers", "datasets", "peft"} <= set(colab), colab
+    assert "lower-bounds.txt" in makefile and "test-oldest:" in makefile
+    requirements = [Requirement(r) for r in project["dependencies"]]
+    requirements += [Requirement(r) for extra in project["optional-dependencies"].values() for r in extra]
+    for req in requirements:
+        name = req.name.lower().replace("_", "-")
+        assert [s.operator for s in req.specifier] == [">="], f"{req}: give one lower bound (>=)"
+        assert req.specifier.contains(pins[name]), f"{req}: constraints.txt pins {name}=={pins[name]}, outside it"
+        if name in colab:
+            assert req.specifier.contains(colab[name], prereleases=True), f"{req}: Colab's {name} {colab[name]} is outside it"
