@@ -18,7 +18,6 @@ A bad line fails loudly, naming the file, the line and the problem::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -27,6 +26,8 @@ from pathlib import Path
 from . import env
 
 SPLITS = ("train", "validation", "test")
+#: The label of a position without one (special tokens, padding, an SFT prompt): PyTorch's cross-entropy skips it.
+IGNORE_INDEX = -100
 
 
 class DataError(ValueError):
@@ -99,12 +100,6 @@ DEPARTMENTS = ("billing", "shipping", "technical", "account", "returns")
 #: Named subsets (documented in the data cards): data set -> subset -> ids file.
 SUBSETS = {"support_sentiment": {"startup": "subset_startup_ids.txt"}}
 
-#: Public hub data sets laid out as parquet files, for online users:
-#: name -> (hub repository, folder in it, label names in the hub's id order).
-HUB_DATASETS = {
-    "tweet_sentiment": ("cardiffnlp/tweet_eval", "sentiment", ("negative", "neutral", "positive")),
-}
-
 
 # --------------------------------------------------------------------------- reading
 
@@ -116,7 +111,7 @@ def names() -> list[str]:
 
 def folder(name: str) -> Path:
     if name not in SCHEMAS:
-        raise DataError(f"Unknown data set {name!r}; the course has {names()} (or see HUB_DATASETS).")
+        raise DataError(f"Unknown data set {name!r}; the course has {names()}.")
     return env.data_dir() / name
 
 
@@ -308,8 +303,7 @@ def spans_to_bio(entities, offsets, entity_labels, special=None) -> list[int]:
     ``entities`` are dicts with start/end/label (character offsets, end exclusive).
     A unit gets B-X if it is the first unit inside an entity of label X, I-X for the
     following units of that entity, O otherwise. Units listed in ``special`` (or with
-    an empty (0, 0) span, as tokenizers give special tokens) get -100, the label that
-    PyTorch's cross-entropy ignores. Works with any fast tokenizer's offset mapping.
+    an empty (0, 0) span, as tokenizers give special tokens) get :data:`IGNORE_INDEX`. Works with any fast tokenizer's offset mapping.
     """
     names = bio_names(entity_labels)
     index = {n: i for i, n in enumerate(names)}
@@ -317,7 +311,7 @@ def spans_to_bio(entities, offsets, entity_labels, special=None) -> list[int]:
     current = None  # the entity the previous unit was in
     for k, (start, end) in enumerate(offsets):
         if (special is not None and special[k]) or start == end:
-            tags.append(-100)
+            tags.append(IGNORE_INDEX)
             continue
         inside = next((e for e in entities if e["start"] <= start < e["end"]), None)
         if inside is None:
@@ -366,28 +360,18 @@ def _to_record(row: dict, schema: Schema) -> dict:
 # --------------------------------------------------------------------------- loading
 
 
-def load(name: str, subset: str | None = None, source: str = "local", path: str | Path | None = None):
+def load(name: str, subset: str | None = None):
     """Load a data set as ``(DatasetDict, label_names)``.
 
     Parameters
     ----------
     name:
-        One of :func:`names` (the course's own data), or with ``source="hub"`` one of
-        ``HUB_DATASETS`` (e.g. ``"tweet_sentiment"``).
+        One of :func:`names` (the course's own data).
     subset:
         A named training subset, e.g. ``load("support_sentiment", subset="startup")``:
         the seed's startup scenario with fewer than 500 labelled training examples.
         Validation and test stay complete.
-    source:
-        ``"local"`` (default, offline) or ``"hub"`` (online: downloads a public data set).
-    path:
-        With ``source="hub"``, a local folder laid out like the hub repository (for
-        offline copies and tests); by default the hub repository itself.
     """
-    if source == "hub":
-        return _load_hub(name, path)
-    if source != "local":
-        raise DataError(f"source must be 'local' or 'hub', got {source!r}")
     from datasets import Dataset, DatasetDict
 
     base = folder(name)  # raises the clear error for an unknown name
@@ -420,68 +404,3 @@ def _subset(name: str, subset: str, train_rows: list[dict]) -> list[dict]:
     if unknown:
         raise DataError(f"{ids_path}: ids not in train.jsonl: {unknown[:5]}")
     return [by_id[i] for i in wanted]
-
-
-def _load_hub(name: str, path):
-    """A public hub data set, mapped to the same features as ours (online, or a local mirror)."""
-    if name not in HUB_DATASETS:
-        raise DataError(f"Unknown hub data set {name!r}; known: {sorted(HUB_DATASETS)}")
-    from datasets import ClassLabel, load_dataset
-
-    repo, data_dir, label_names = HUB_DATASETS[name]
-    where = str(path) if path is not None else repo
-    try:
-        ds = load_dataset(where, data_dir=data_dir)
-    except Exception as err:  # network, missing files, ...
-        raise DataError(
-            f"Could not load {repo!r} ({data_dir}) from {where}: {err.__class__.__name__}: {str(err)[:200]}. "
-            "Hub data sets need an internet connection; offline, use the course's own data sets."
-        ) from err
-    missing = [s for s in SPLITS if s not in ds]
-    if missing:
-        raise DataError(f"{where} has no {missing} split(s); found {list(ds)}")
-    for split in SPLITS:
-        for k, row in enumerate(ds[split]):
-            if not isinstance(row["text"], str) or not row["text"].strip():
-                raise DataError(f"{where} [{split}] row {k}: empty text")
-            if not 0 <= row["label"] < len(label_names):
-                raise DataError(f"{where} [{split}] row {k}: label {row['label']} outside 0..{len(label_names) - 1}")
-    ds = ds.cast_column("label", ClassLabel(names=list(label_names)))
-    ds = ds.map(lambda _, idx: {"id": f"{name}-{idx}"}, with_indices=True)
-    return ds, list(label_names)
-
-
-# --------------------------------------------------------------------------- splitting and stats
-
-
-def split_key(example_id: str) -> str:
-    """A stable pseudo-random key for an id: splits depend on ids only."""
-    return hashlib.sha1(example_id.encode()).hexdigest()
-
-
-def assign_splits(rows: list[dict], schema: Schema, test: float = 0.2, validation: float = 0.15) -> dict[str, list]:
-    """Deterministic stratified (and grouped) split of ``rows``.
-
-    Within each stratum (the schema's ``stratify`` fields), units (groups, or single
-    examples) are ordered by :func:`split_key`; the first ``test`` share goes to test,
-    the next ``validation`` share to validation, the rest to train. Re-running it on
-    the union of the splits reproduces them, which the tests check.
-    """
-    units: dict = {}
-    for row in rows:
-        key = row[schema.group_field] if schema.group_field else row["id"]
-        units.setdefault(key, []).append(row)
-    strata: dict = {}
-    for key, members in units.items():
-        stratum = tuple(members[0][f] for f in schema.stratify)
-        strata.setdefault(stratum, []).append(key)
-    out = {s: [] for s in SPLITS}
-    for stratum in sorted(strata, key=str):
-        keys = sorted(strata[stratum], key=split_key)
-        n_test, n_val = round(len(keys) * test), round(len(keys) * validation)
-        for i, key in enumerate(keys):
-            split = "test" if i < n_test else "validation" if i < n_test + n_val else "train"
-            out[split].extend(units[key])
-    for split in SPLITS:
-        out[split].sort(key=lambda r: r["id"])
-    return out

@@ -98,9 +98,9 @@ def _body(model):
 
     For a peft model the body keeps its LoRA layers, so the embeddings include the adapters.
     """
-    get_base = getattr(model, "get_base_model", None)
-    if callable(get_base) and hasattr(model, "peft_config"):
-        model = get_base()
+    from .freezing import unwrap
+
+    model = unwrap(model)
     prefix = getattr(model, "base_model_prefix", "")
     if prefix and hasattr(model, prefix) and not hasattr(model, "embeddings"):
         return getattr(model, prefix)
@@ -324,12 +324,12 @@ def relative_change(model, reference) -> dict:
     those of ``freezing.block_of`` (embeddings, layer.0 …, pooler); parameters that exist
     only in ``model`` (the new head ω) are left out, since they have no pre-trained value.
     """
-    from .freezing import block_of
+    from .freezing import block_of, pretrained_name
 
-    ref = {_strip(n): p.detach() for n, p in reference.named_parameters()}
+    ref = {pretrained_name(n): p.detach() for n, p in reference.named_parameters()}
     moved, size = {}, {}
     for name, param in model.named_parameters():
-        key = _strip(name)
+        key = pretrained_name(name)
         if key not in ref or ref[key].shape != param.shape:
             continue
         block = block_of(key)
@@ -339,18 +339,6 @@ def relative_change(model, reference) -> dict:
     if not moved:
         raise ValueError("model and reference share no pre-trained parameter: are they built on the same encoder?")
     return {block: (moved[block] / size[block]) ** 0.5 for block in moved}
-
-
-def _strip(name: str) -> str:
-    """A parameter name without the task model's prefix ("bert.") or peft's wrappers.
-
-    peft renames an adapted weight ``...query.weight`` to ``...query.base_layer.weight``
-    (the frozen original); that name is mapped back, so the original is compared.
-    """
-    for prefix in ("base_model.model.", "bert."):
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-    return name.replace(".base_layer.", ".")
 
 
 #: The decision guide's regions: (strategy, x-range, y-range, colour), one rectangle each (a strategy may

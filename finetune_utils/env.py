@@ -110,9 +110,8 @@ def one_blas_thread():
 
     scikit-learn's small fits (a logistic regression on a few hundred rows) make many
     tiny BLAS calls; with more than one BLAS thread, waking the threads for each call
-    costs far more than the work. Measured on a 2-core machine: lesson 03's 32 baseline
-    fits (TF-IDF and embedding logistic regressions) took 10.8 s, with one BLAS thread
-    2.3 s, with the same predictions. PyTorch's own thread pool is not touched.
+    costs more than the work. The predictions are the same; PyTorch's own thread pool
+    is not touched.
     """
     from threadpoolctl import threadpool_limits
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-IGNORE = -100  #: the label PyTorch's cross-entropy ignores (special tokens, padding)
+from .data import IGNORE_INDEX
 
 
 # --------------------------------------------------------------------------- checks
@@ -266,7 +266,7 @@ def bio_spans(tags, tag_names=None) -> list[tuple[str, int, int]]:
     for pos, tag in enumerate(list(tags) + ["O"]):
         if not isinstance(tag, str):
             tag = int(tag)
-            if tag == IGNORE:
+            if tag == IGNORE_INDEX:
                 tag = "O"
             elif tag_names is None:
                 raise ValueError("tags are ids: pass tag_names (e.g. from data.load) to read them")
@@ -353,7 +353,7 @@ def entity_scores(logits, labels, tag_names) -> dict:
         if len(lab) > row.shape[0]:
             raise ValueError(f"an example has {len(lab)} labels but the logits only {row.shape[0]} positions")
         guess = row[: len(lab)].argmax(-1)
-        guess = np.where(lab == IGNORE, IGNORE, guess)
+        guess = np.where(lab == IGNORE_INDEX, IGNORE_INDEX, guess)
         gold.append(bio_spans(lab, tag_names))
         pred.append(bio_spans(guess, tag_names))
     return span_scores(gold, pred)

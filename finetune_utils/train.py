@@ -21,7 +21,12 @@ It runs unchanged on several processes (CPU with gloo, or several GPUs)::
 * ``metrics.json``: the options, per-epoch validation scores, test scores, seconds;
 * ``curve.png``: training loss per step and validation macro-F1 per epoch;
 * ``checkpoints/``: the last checkpoint while training runs (for ``--resume``);
-  removed at the end unless ``--keep-checkpoints``.
+  removed at the end unless ``--keep-checkpoints`` (only the files the command
+  wrote there: anything else is left, and so is the folder that holds it).
+
+The training itself is the package's one loop (``training.loop``, the loop of the
+lessons' ``training.train``); this module adds the options, the data reading, the
+output folder's safety, checkpoints and ``accelerate``.
 
 Nothing the command did not write is ever deleted. Every option, the data and the
 model are checked before anything is written. ``--overwrite`` replaces only a folder
@@ -54,8 +59,7 @@ import os
 import re
 import shutil
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import data as course_data
@@ -68,7 +72,8 @@ CHECKSUMS = "checksums.json"
 CHECKPOINT_FILES = ("trainable.safetensors", "training_state.pt", "state.json")
 #: Options that must match when a run is resumed.
 RESUME_KEYS = ("data", "text_column", "pair_column", "label_column", "model", "strategy", "k", "lora_r",
-               "epochs", "lr", "batch_size", "max_length", "seed", "warmup_ratio", "weight_decay")
+               "epochs", "lr", "batch_size", "max_length", "seed", "warmup_ratio", "weight_decay", "max_grad_norm",
+               "class_weights")
 STOPPED_EXIT_CODE = 3
 #: Delimiters a CSV file may use (detected from the header).
 DELIMITERS = (",", ";", "\t", "|")
@@ -119,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=16, help="examples per step per process (default: 16)")
     t.add_argument("--warmup-ratio", type=float, default=0.1, help="share of steps for linear warm-up (default: 0.1)")
     t.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
+    t.add_argument("--max-grad-norm", type=float, default=1.0,
+                   help="clip the gradient norm to this value before each step (default: 1.0)")
+    t.add_argument("--class-weights", default="none", choices=("none", "balanced"),
+                   help="balanced: weigh each class's loss by n / (classes × n_class), for imbalanced labels (default: none)")
     t.add_argument("--seed", type=int, default=0, help="seed for the head's initial values, shuffling and dropout (default: 0)")
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto takes CUDA when available (default: auto)")
@@ -157,6 +166,8 @@ def check_options(args) -> None:
         problems.append(f"--warmup-ratio must be in [0, 1) (got {args.warmup_ratio})")
     if not (_finite(args.weight_decay) and 0 <= args.weight_decay <= 1):
         problems.append(f"--weight-decay must be a finite number in [0, 1] (got {args.weight_decay}); usual values are 0 to 0.1")
+    if not (_finite(args.max_grad_norm) and args.max_grad_norm > 0):
+        problems.append(f"--max-grad-norm must be a finite number > 0 (got {args.max_grad_norm}); 1.0 is usual")
     if not 0 <= args.seed < 2**32:
         problems.append(f"--seed must be between 0 and 2**32 - 1 (got {args.seed})")
     if args.k < 0:
@@ -182,14 +193,14 @@ class ModelInfo:
     max_positions: int | None
 
 
-def check_model(args) -> ModelInfo:
+def check_model(model: str | None, max_length: int, strategy: str, k: int) -> ModelInfo:
     """Read the encoder's config (no weights) and check --max-length and --k against it."""
     from transformers import AutoConfig
 
     from . import models
 
     try:
-        source, _ = models._resolve(args.model, models.ENCODER, models.encoder_path)
+        source, _ = models.resolve(model, models.ENCODER, models.encoder_path)
     except (models.ModelPackageMissingError, models.UnknownModelError) as err:
         raise TrainError(str(err)) from None
     except TypeError as err:
@@ -198,22 +209,22 @@ def check_model(args) -> ModelInfo:
         if isinstance(source, Path):  # a local folder: its own errors, not the hub's
             config = AutoConfig.from_pretrained(str(source))
         else:
-            with models._hub_errors(source):
+            with models.hub_errors(source):
                 config = AutoConfig.from_pretrained(str(source))
     except models.UnknownModelError as err:
         raise TrainError(str(err)) from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise TrainError(f"--model {args.model}: its config.json cannot be read as a model configuration "
+        raise TrainError(f"--model {model}: its config.json cannot be read as a model configuration "
                          f"({type(err).__name__}: {str(err)[:160]}); a model folder needs the config.json, weights and "
                          "tokenizer files that came with the model") from None
     info = ModelInfo(getattr(config, "num_hidden_layers", None), getattr(config, "max_position_embeddings", None))
     problems = []
     limit = info.max_positions
-    if isinstance(limit, int) and args.max_length > limit:
-        problems.append(f"--max-length {args.max_length} is more than the model's {limit} positions; "
+    if isinstance(limit, int) and max_length > limit:
+        problems.append(f"--max-length {max_length} is more than the model's {limit} positions; "
                         f"use --max-length {limit} or less (longer texts are truncated)")
-    if args.strategy == "last_k" and isinstance(info.layers, int) and args.k > info.layers:
-        problems.append(f"--k {args.k} is more than the model's {info.layers} layers; use --k between 0 and {info.layers} "
+    if strategy == "last_k" and isinstance(info.layers, int) and k > info.layers:
+        problems.append(f"--k {k} is more than the model's {info.layers} layers; use --k between 0 and {info.layers} "
                         f"(--k {info.layers} trains every layer but the embeddings, --strategy full trains everything)")
     if problems:
         raise TrainError("; ".join(problems))
@@ -315,27 +326,28 @@ class OutputPlan:
     replace: bool = False  # work is a staging folder that replaces output at the end
     resume: bool = False
     created: bool = False  # this run creates the folder (so a failed run may remove it again)
+    foreign: list = field(default_factory=list)  # with --resume: files in it the command did not write (left alone)
 
 
-def protected_paths(args) -> list[Path]:
+def protected_paths(data: str) -> list[Path]:
     """The data the options name: an output must never be or contain them."""
     out = []
-    if args.data in course_data.names():
+    if data in course_data.names():
         try:
-            out.append(_real(course_data.folder(args.data)))
+            out.append(_real(course_data.folder(data)))
         except course_data.DataError:
             pass
-    elif Path(args.data).exists():
-        out.append(_real(args.data))
+    elif Path(data).exists():
+        out.append(_real(data))
     return out
 
 
-def plan_output(args) -> OutputPlan:
+def plan_output(output: str, data: str, overwrite: bool = False, resume: bool = False) -> OutputPlan:
     """Decide where the run writes, refusing every unsafe --output; writes nothing."""
-    given = args.output
+    given = output
     output = _real(given)
     shown = f"--output {given}" + (f" (a link to {output})" if Path(given).is_symlink() else "")
-    for data_path in protected_paths(args):
+    for data_path in protected_paths(data):
         if _within(data_path, output):
             what = "is the data" if data_path == output else f"contains the data ({data_path})"
             raise TrainError(f"{shown} {what}; the command would write over your data. Choose a new folder for "
@@ -350,7 +362,7 @@ def plan_output(args) -> OutputPlan:
     if output.exists() and not output.is_dir():
         raise TrainError(f"{shown} is a file, not a folder; name a folder")
     if not output.exists():
-        if args.resume:
+        if resume:
             raise TrainError(f"nothing to resume in {given}: the folder does not exist. Start the run without --resume.")
         ancestor = output.parent
         while not ancestor.exists():
@@ -361,7 +373,7 @@ def plan_output(args) -> OutputPlan:
             raise TrainError(f"{shown} cannot be created: no permission to write in {ancestor}; choose another --output")
         return OutputPlan(output, output, created=True)
     foreign = foreign_files(output)
-    if args.resume:
+    if resume:
         if foreign is None:
             raise TrainError(f"nothing to resume in {given}: it was not written by this command (no {RUN_MARK}). "
                              "Start the run without --resume, in a new --output.")
@@ -371,7 +383,7 @@ def plan_output(args) -> OutputPlan:
                                  "Use --overwrite to train it again, or choose another --output.")
             raise TrainError(f"nothing to resume in {given}: it has no {CHECKPOINT_DIR}/{LATEST}. "
                              "Start the run without --resume (add --overwrite to replace it).")
-        return OutputPlan(output, output, resume=True)
+        return OutputPlan(output, output, resume=True, foreign=foreign)
     if not any(output.iterdir()):
         return OutputPlan(output, output)
     if foreign is None or foreign:
@@ -380,7 +392,7 @@ def plan_output(args) -> OutputPlan:
         why = f"holds files this command did not write ({_listing(foreign)})"
         raise TrainError(f"the output folder {given} exists and is not empty: it {why}. Nothing was changed, and "
                          "--overwrite would not delete it either: choose a new --output (or move your files away).")
-    if not args.overwrite:
+    if not overwrite:
         interrupted = (output / CHECKPOINT_DIR / LATEST).is_file()
         raise TrainError(f"the output folder {given} exists and is not empty: it holds "
                          + ("an interrupted run of this command" if interrupted else "a previous run of this command")
@@ -416,7 +428,7 @@ def _our_files(folder: Path) -> dict:
     files = {}
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder).as_posix()
-        if path.is_file() and not path.is_symlink() and rel != RUN_MARK and not rel.startswith(CHECKPOINT_DIR + "/"):
+        if path.is_file() and not path.is_symlink() and _UNFINISHED_OUTPUT.match(rel):
             files[rel] = path.stat().st_size
     return files
 
@@ -606,23 +618,24 @@ class Loaded:
     notes: list  # things the user should know (labels stripped, delimiter detected)
 
 
-def load_splits(args) -> Loaded:
+def load_splits(data: str, text_column: str = "text", pair_column: str | None = None,
+                label_column: str = "label") -> Loaded:
     """Read the data the options name; every problem is a :class:`TrainError` naming the file and line."""
-    if args.data in course_data.names():
-        schema = course_data.SCHEMAS[args.data]
+    if data in course_data.names():
+        schema = course_data.SCHEMAS[data]
         if schema.task not in ("sequence", "pair"):
-            raise TrainError(f"{args.data} is a {schema.task} data set; this command trains sequence and sentence-pair "
+            raise TrainError(f"{data} is a {schema.task} data set; this command trains sequence and sentence-pair "
                              "classifiers (token classification is in lesson 05, instruction tuning in lesson 07)")
         try:
-            ds, names = course_data.load(args.data)
+            ds, names = course_data.load(data)
         except course_data.DataError as err:
             raise TrainError(str(err)) from None
         text_col, pair_col = (schema.text_fields + (None,))[:2]
         out = {s: (list(ds[s][text_col]), list(ds[s][pair_col]) if pair_col else None, list(ds[s]["label"])) for s in ds}
         return Loaded(out, list(names), pair_col, fingerprint(out, list(names)), [])
 
-    wanted = [c for c in (args.text_column, args.pair_column, args.label_column) if c is not None]
-    source = Path(args.data)
+    wanted = [c for c in (text_column, pair_column, label_column) if c is not None]
+    source = Path(data)
     notes, delimiters = [], {}
     if source.is_dir():
         raw = {}
@@ -643,18 +656,18 @@ def load_splits(args) -> Loaded:
             notes.append(f"{source}: read with the {DELIMITER_NAMES[delimiter]} {delimiter!r} as delimiter")
         raw = {"all": rows}
     else:
-        raise TrainError(f"--data {args.data!r} is neither a course data set ({course_data.names()}) "
+        raise TrainError(f"--data {data!r} is neither a course data set ({course_data.names()}) "
                          "nor an existing file or folder")
 
     stripped = []
     labels = {}
     for split, rows in raw.items():
         if not rows:
-            raise TrainError(f"{split if split != 'all' else 'the'} data file of {args.data} has no rows")
+            raise TrainError(f"{split if split != 'all' else 'the'} data file of {data} has no rows")
         for row in rows:
-            missing = [(option, column) for option, column in (("--text-column", args.text_column),
-                                                               ("--pair-column", args.pair_column),
-                                                               ("--label-column", args.label_column))
+            missing = [(option, column) for option, column in (("--text-column", text_column),
+                                                               ("--pair-column", pair_column),
+                                                               ("--label-column", label_column))
                        if column is not None and column not in row.values]
             if missing:
                 option, column = missing[0]
@@ -664,7 +677,7 @@ def load_splits(args) -> Loaded:
                             "no other of , ; tab | gives a header with the columns the options name)")
                 raise TrainError(f"{row.where}: no column {column!r} (its columns: {list(row.values)}){hint}; "
                                  f"name the right one with {option}")
-            for column in (args.text_column, args.pair_column):
+            for column in (text_column, pair_column):
                 if column is None:
                     continue
                 value = row.values[column]
@@ -672,13 +685,13 @@ def load_splits(args) -> Loaded:
                     raise TrainError(f"{row.where}: {column!r} must be text, got {type(value).__name__}")
                 if not value.strip():
                     raise TrainError(f"{row.where}: {column!r} is empty; remove the row or fill in the text")
-            name, was_stripped = normalise_label(row.values[args.label_column], row.where, args.label_column)
+            name, was_stripped = normalise_label(row.values[label_column], row.where, label_column)
             if was_stripped:
                 stripped.append(row)
             labels[id(row)] = name
     if stripped:
         notes.append(f"surrounding whitespace was removed from {len(stripped)} label(s), e.g. "
-                     f"{stripped[0].values[args.label_column]!r} ({stripped[0].where}); labels that differ only in it "
+                     f"{stripped[0].values[label_column]!r} ({stripped[0].where}); labels that differ only in it "
                      "are one class")
     auto_split = "all" in raw
     if auto_split:
@@ -690,7 +703,7 @@ def load_splits(args) -> Loaded:
 
     train_labels = {labels[id(r)] for r in raw["train"]}
     if len(train_labels) < 2:
-        raise TrainError(f"the label column {args.label_column!r} has a single class ({next(iter(train_labels))!r}) in "
+        raise TrainError(f"the label column {label_column!r} has a single class ({next(iter(train_labels))!r}) in "
                          "the training data; a classifier needs examples of at least two classes")
     numeric = all(_is_number(v) for v in train_labels)
     names = sorted(train_labels, key=(lambda v: (float(v), v)) if numeric else str)
@@ -706,10 +719,10 @@ def load_splits(args) -> Loaded:
                                     "least 4 rows)" if auto_split else "")
                                  + f" (its labels: {names}); fix the label or add training examples of it")
             ids.append(index[label])
-        texts = [row.values[args.text_column] for row in rows]
-        pairs = [row.values[args.pair_column] for row in rows] if args.pair_column else None
+        texts = [row.values[text_column] for row in rows]
+        pairs = [row.values[pair_column] for row in rows] if pair_column else None
         out[split] = (texts, pairs, ids)
-    return Loaded(out, names, args.pair_column, fingerprint(out, names), notes)
+    return Loaded(out, names, pair_column, fingerprint(out, names), notes)
 
 
 def _is_number(text: str) -> bool:
@@ -748,8 +761,7 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict, scal
     folder.mkdir(parents=True, exist_ok=True)
     name = f"step-{state['step']:06d}"
     tmp = folder / f".tmp-{name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    _remove_checkpoint(tmp)
     tmp.mkdir()
     trainable = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
     save_file(trainable, str(tmp / "trainable.safetensors"))
@@ -767,16 +779,53 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict, scal
     sums = {f: {"size": (tmp / f).stat().st_size, "digest": file_digest(tmp / f)} for f in CHECKPOINT_FILES}
     (tmp / CHECKSUMS).write_text(json.dumps(sums, indent=1))
     final = folder / name
-    if final.exists():
-        shutil.rmtree(final)
+    _remove_checkpoint(final)
     os.replace(tmp, final)
     pointer = folder / f".{LATEST}.tmp"
     pointer.write_text(name)
     os.replace(pointer, folder / LATEST)
-    for old in folder.iterdir():  # only the command's own checkpoint folders
-        if old.is_dir() and not old.is_symlink() and old.name != name and _CHECKPOINT_NAME.match(old.name):
-            shutil.rmtree(old, ignore_errors=True)
+    remove_checkpoints(folder, keep=name)
     return final
+
+
+def _remove_checkpoint(path: Path) -> None:
+    """Delete the files a checkpoint folder holds, then the folder; a file the command did not write stays."""
+    if not path.is_dir() or path.is_symlink():
+        if path.exists() or path.is_symlink():
+            raise TrainError(f"{path} is in the way of a checkpoint and was not written by this command; move it away")
+        return
+    for name in (*CHECKPOINT_FILES, CHECKSUMS):
+        if (path / name).is_file() and not (path / name).is_symlink():
+            (path / name).unlink()
+    try:
+        path.rmdir()
+    except OSError:
+        raise TrainError(f"{path} holds files this command did not write ({_listing(sorted(os.listdir(path)))}); "
+                         "they were left as they are: move them away and run the command again") from None
+
+
+def remove_checkpoints(folder: Path, keep: str | None = None) -> None:
+    """Remove the command's checkpoints in ``folder`` except ``keep``; without ``keep`` also the pointer and the folder.
+
+    Only what the command writes goes: its ``step-N`` (and unfinished ``.tmp-step-N``)
+    folders' files and the ``latest`` pointer. Anything else, and a folder holding it, stays.
+    """
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for old in sorted(folder.iterdir()):
+        if old.is_dir() and not old.is_symlink() and old.name != keep and _CHECKPOINT_NAME.match(old.name):
+            try:
+                _remove_checkpoint(old)
+            except TrainError as err:
+                print(f"note: {err}", file=sys.stderr)
+    if keep is None:
+        for name in (LATEST, f".{LATEST}.tmp"):
+            if (folder / name).is_file() and not (folder / name).is_symlink():
+                (folder / name).unlink()
+        try:
+            folder.rmdir()
+        except OSError:
+            print(f"note: {folder} holds files this command did not write; they were left as they are", file=sys.stderr)
 
 
 def latest_checkpoint(folder: Path) -> Path:
@@ -880,33 +929,29 @@ def choose_precision(requested: str, device_type: str) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-def non_finite_message(step: int, epoch: int, loss: float, grad_norm: float, args, precision: str) -> str:
-    what = f"the training loss is {loss}" if not math.isfinite(loss) else f"the gradient norm is {grad_norm}"
-    hint = (f"Likely cause: the learning rate is too high (--lr {args.lr}: try it 10 times smaller) or the weight decay "
-            f"too large (--weight-decay {args.weight_decay}: 0.01 is usual)")
+def non_finite_message(err, lr: float, weight_decay: float, precision: str) -> str:
+    """The command's message for :class:`training.NonFiniteLoss`: where, and the likely cause."""
+    hint = (f"Likely cause: the learning rate is too high (--lr {lr}: try it 10 times smaller) or the weight decay "
+            f"too large (--weight-decay {weight_decay}: 0.01 is usual)")
     if precision == "fp16":
         hint += "; or fp16 overflow: try --precision bf16 or no"
-    return f"step {step} (epoch {epoch}): {what}, so the run was stopped and no model was written. {hint}."
+    return f"{err}, so the run was stopped and no model was written. {hint}."
 
 
 def run(args) -> int:
-    import numpy as np
+    """Train as the options say; returns the exit status. Bad input raises :class:`TrainError`."""
     import torch
-    import torch.nn.functional as F
     from accelerate import Accelerator
     from torch.utils.data import DataLoader, DistributedSampler
-    from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
 
-    from . import env, freezing, heads, models, training
-    from .evaluation import scores
+    from . import diagnostics, env, freezing, heads, models, training
 
     # Everything is checked before anything is written: options, output folder, data, model.
     check_options(args)
-    plan = plan_output(args)
-    loaded = load_splits(args)
+    plan = plan_output(args.output, args.data, args.overwrite, args.resume)
+    loaded = load_splits(args.data, args.text_column, args.pair_column, args.label_column)
     splits, label_names, pair_col = loaded.splits, loaded.names, loaded.pair_column
-    check_model(args)
+    check_model(args.model, args.max_length, args.strategy, args.k)
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and "OMP_NUM_THREADS" not in os.environ:
@@ -919,7 +964,8 @@ def run(args) -> int:
     main = accelerator.is_main_process
     device = accelerator.device
     if main:
-        for note in loaded.notes:
+        for note in loaded.notes + ([f"{len(plan.foreign)} file(s) in {args.output} were not written by this command "
+                                     f"({_listing(plan.foreign)}); they are left as they are"] if plan.foreign else []):
             print(f"note: {note}", file=sys.stderr)
 
     try:
@@ -949,19 +995,17 @@ def run(args) -> int:
     # which the checkpoints save and restore for dropout.
     batches = DataLoader(train_ds, batch_size=args.batch_size, sampler=sampler,
                          collate_fn=training.collator(tokenizer), generator=torch.Generator().manual_seed(args.seed))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = training.adamw(training.weight_decay_groups(params, args.weight_decay), args.lr, device)
-    steps_per_epoch = len(batches)
-    total_steps = args.epochs * steps_per_epoch
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(np.ceil(args.warmup_ratio * total_steps)), total_steps)
+    total_steps = args.epochs * len(batches)
+    optimizer, scheduler = training.optimizer_and_schedule(model, args.lr, args.weight_decay, args.warmup_ratio,
+                                                           total_steps, device)
+    weights = (diagnostics.balanced_class_weights(splits["train"][2], len(label_names))
+               if args.class_weights == "balanced" else None)
     model, optimizer = accelerator.prepare(model, optimizer)
     inner = accelerator.unwrap_model(model)
 
     options = {k: getattr(args, k) for k in RESUME_KEYS}
-    state = {"step": 0, "epoch": 1, "step_in_epoch": 0, "seconds": 0.0, "options": options, "processes": accelerator.num_processes,
-             "data_fingerprint": loaded.fingerprint, "labels": label_names,
-             "history": {"step": [], "loss": [], "lr": [], "epoch": [], "epoch_step": [], "train_loss": [], "seconds": []},
-             "epoch_losses": []}
+    state = {**training.new_state(), "options": options, "processes": accelerator.num_processes,
+             "data_fingerprint": loaded.fingerprint, "labels": label_names}
     ckpt_dir = plan.work / CHECKPOINT_DIR
     if args.resume:
         path = latest_checkpoint(ckpt_dir)
@@ -970,15 +1014,60 @@ def run(args) -> int:
         if main:
             print(f"resuming from {path.name}: epoch {state['epoch']}, step {state['step']} of {total_steps}")
 
+    def checkpoint(state, model=None):
+        accelerator.wait_for_everyone()
+        if main:
+            save_checkpoint(ckpt_dir, inner, optimizer, scheduler, state, accelerator.scaler)
+        accelerator.wait_for_everyone()
+
+    def on_step(state, model):
+        at_stop = args.stop_after is not None and state["step"] >= args.stop_after
+        if at_stop or (args.save_every and state["step"] % args.save_every == 0 and state["step_in_epoch"] < len(batches)):
+            checkpoint(state)
+        return at_stop
+
+    def evaluate_epoch(model):
+        if "validation" not in tokenized or not main:
+            return {}
+        return {f"val_{k}": v for k, v in training.evaluate(inner, tokenized["validation"], tokenizer, device=device).items()}
+
+    class_loss = training.classification_loss(weights)
+
+    def loss_fn(model, batch):
+        with accelerator.autocast():
+            return class_loss(model, batch)
+
     # From here on the run writes; a failure removes what this run wrote (never anything else).
     try:
         accelerator.wait_for_everyone()  # every process has checked the output folder before the main one writes
         if main:
             prepare_output(plan)
         accelerator.wait_for_everyone()
-        code = _train_and_write(args, plan, accelerator, model, inner, optimizer, scheduler, params, batches, sampler,
-                                tokenized, tokenizer, splits, label_names, state, options, precision, n_trainable,
-                                steps_per_epoch, total_steps, scores, training, F, np, tqdm)
+        try:
+            training.loop(model, batches, optimizer, scheduler, loss_fn, epochs=args.epochs,
+                          max_grad_norm=args.max_grad_norm, device=device, state=state, accelerator=accelerator,
+                          evaluate_epoch=evaluate_epoch, on_step=on_step, on_epoch=checkpoint,
+                          progress=main and not args.quiet)
+        except training.NonFiniteLoss as err:
+            raise NonFiniteError(non_finite_message(err, args.lr, args.weight_decay, precision)) from None
+        if state.get("stopped"):
+            code = STOPPED_EXIT_CODE
+            if main:
+                if plan.replace:  # the interrupted new run takes the old one's place, so that --resume finds it
+                    finish_output(plan)
+                    _write_mark(plan.output, finished=False)
+                print(f"stopped after step {state['step']} (--stop-after); continue with the same command plus --resume",
+                      file=sys.stderr)
+        else:
+            code = 0
+            if main:
+                metrics = {"options": options, "processes": accelerator.num_processes, "device": str(device),
+                           "precision": precision, "examples": {s: len(v[2]) for s, v in splits.items()},
+                           "labels": label_names, "data_fingerprint": state["data_fingerprint"],
+                           "parameters": n_trainable, "train_seconds": state["seconds"]}
+                write_outputs(plan, inner, tokenizer, tokenized, metrics, state["history"],
+                              title=f"{args.data}: {args.strategy}, {accelerator.num_processes} process(es)",
+                              keep_checkpoints=args.keep_checkpoints, device=device)
     except BaseException as err:
         if main and (isinstance(err, NonFiniteError) or plan.replace):
             discard_output(plan)
@@ -988,116 +1077,30 @@ def run(args) -> int:
     return code
 
 
-def _train_and_write(args, plan, accelerator, model, inner, optimizer, scheduler, params, batches, sampler, tokenized,
-                     tokenizer, splits, label_names, state, options, precision, n_trainable, steps_per_epoch,
-                     total_steps, scores, training, F, np, tqdm) -> int:
-    main = accelerator.is_main_process
-    device = accelerator.device
-    ckpt_dir = plan.work / CHECKPOINT_DIR
+def write_outputs(plan: OutputPlan, model, tokenizer, tokenized: dict, metrics: dict, history: dict, title: str,
+                  keep_checkpoints: bool, device) -> None:
+    """Write the finished run (model, labels, metrics with test scores, curve), then mark and swap it in."""
+    from . import training
+    from .evaluation import scores
 
-    def checkpoint():
-        accelerator.wait_for_everyone()
-        if main:
-            save_checkpoint(ckpt_dir, inner, optimizer, scheduler, state, accelerator.scaler)
-        accelerator.wait_for_everyone()
-
-    history = state["history"]
-    bar = tqdm(total=total_steps, initial=state["step"], desc="fine-tuning", disable=args.quiet or not main, leave=False, mininterval=1.0)
-    stopped = False
-    for epoch in range(state["epoch"], args.epochs + 1):
-        sampler.set_epoch(epoch)
-        model.train()
-        start = time.perf_counter()
-        for i, batch in enumerate(batches):
-            if i < state["step_in_epoch"]:
-                continue  # already done before the interruption
-            batch = {k: v.to(device) for k, v in batch.items()}
-            labels = batch.pop("labels")
-            with accelerator.autocast():
-                logits = model(**batch).logits
-            loss = F.cross_entropy(logits.float(), labels)
-            accelerator.backward(loss)
-            grad_norm = accelerator.clip_grad_norm_(params, 1.0)
-            mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
-            # the reduced loss and the all-reduced gradient norm are the same on every process: all stop together
-            norm = float(grad_norm) if grad_norm is not None else 0.0
-            if not math.isfinite(mean_loss) or (precision != "fp16" and not math.isfinite(norm)):
-                # under fp16 an infinite gradient is normal: the loss scaler skips that step and lowers its scale
-                bar.close()
-                raise NonFiniteError(non_finite_message(state["step"] + 1, epoch, mean_loss, norm, args, precision))
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state["step"] += 1
-            state["step_in_epoch"] = i + 1
-            state["epoch_losses"].append(mean_loss)
-            history["step"].append(state["step"])
-            history["loss"].append(mean_loss)
-            history["lr"].append(scheduler.get_last_lr()[0])
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{mean_loss:.3f}", refresh=False)
-            at_stop = args.stop_after is not None and state["step"] >= args.stop_after
-            if at_stop or (args.save_every and state["step"] % args.save_every == 0 and i + 1 < steps_per_epoch):
-                state["seconds"] += time.perf_counter() - start
-                start = time.perf_counter()
-                checkpoint()
-            if at_stop:
-                stopped = True
-                break
-        if stopped:
-            break
-        state["seconds"] += time.perf_counter() - start
-        history["epoch"].append(epoch)
-        history["epoch_step"].append(state["step"])
-        history["train_loss"].append(float(np.mean(state["epoch_losses"])))
-        history["seconds"].append(state["seconds"] - sum(history["seconds"]))
-        if "validation" in tokenized and main:
-            for key, value in training.evaluate(inner, tokenized["validation"], tokenizer, device=device).items():
-                history.setdefault(f"val_{key}", []).append(value)
-        state.update(epoch=epoch + 1, step_in_epoch=0, epoch_losses=[])
-        checkpoint()
-    bar.close()
-    if stopped:
-        if main:
-            if plan.replace:  # the interrupted new run takes the old one's place, so that --resume finds it
-                finish_output(plan)
-                _write_mark(plan.output, finished=False)
-            print(f"stopped after step {state['step']} (--stop-after); continue with the same command plus --resume",
-                  file=sys.stderr)
-        return STOPPED_EXIT_CODE
-
-    if main:
-        work = plan.work
-        final = inner.merge_and_unload() if hasattr(inner, "merge_and_unload") else inner
-        final.save_pretrained(work / "model", safe_serialization=True)
-        tokenizer.save_pretrained(work / "model")
-        (work / "labels.json").write_text(json.dumps(label_names, indent=1))
-        metrics = {
-            "options": options,
-            "processes": accelerator.num_processes,
-            "device": str(device),
-            "precision": precision,
-            "examples": {s: len(v[2]) for s, v in splits.items()},
-            "labels": label_names,
-            "data_fingerprint": state["data_fingerprint"],
-            "parameters": n_trainable,
-            "train_seconds": state["seconds"],
-            "history": history,
-            "validation": {k[4:]: v[-1] for k, v in history.items() if k.startswith("val_")} or None,
-            "test": None,
-        }
-        if "test" in tokenized:
-            logits = training.predict(final, tokenized["test"], tokenizer, device=device)
-            metrics["test"] = scores(tokenized["test"]["labels"], logits.argmax(-1))
-        (work / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        _plot(history, work / "curve.png", title=f"{args.data}: {args.strategy}, {accelerator.num_processes} process(es)")
-        if not args.keep_checkpoints:
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
-        finish_output(plan)
-        summary = metrics["test"] or metrics["validation"] or {}
-        print(f"done in {state['seconds']:.0f} s on {accelerator.num_processes} process(es); "
-              + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()) + f"; written to {plan.output}")
-    return 0
+    work = plan.work
+    final = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    final.save_pretrained(work / "model", safe_serialization=True)
+    tokenizer.save_pretrained(work / "model")
+    (work / "labels.json").write_text(json.dumps(metrics["labels"], indent=1))
+    metrics.update(history=history, test=None,
+                   validation={k[4:]: v[-1] for k, v in history.items() if k.startswith("val_")} or None)
+    if "test" in tokenized:
+        logits = training.predict(final, tokenized["test"], tokenizer, device=device)
+        metrics["test"] = scores(tokenized["test"]["labels"], logits.argmax(-1))
+    (work / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    _plot(history, work / "curve.png", title=title)
+    if not keep_checkpoints:
+        remove_checkpoints(work / CHECKPOINT_DIR)
+    finish_output(plan)
+    summary = metrics["test"] or metrics["validation"] or {}
+    print(f"done in {metrics['train_seconds']:.0f} s on {metrics['processes']} process(es); "
+          + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()) + f"; written to {plan.output}")
 
 
 def _plot(history, path: Path, title: str) -> None:

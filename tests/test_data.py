@@ -52,11 +52,38 @@ def test_data_card_exists(loaded):
         assert f"## {heading}" in card, f"{name} card lacks '{heading}'"
 
 
+def assign_splits(rows: list[dict], schema, test: float = 0.2, validation: float = 0.15) -> dict[str, list]:
+    """The rule the shipped splits were made with: deterministic, stratified (and grouped) by id.
+
+    Within each stratum (the schema's ``stratify`` fields), units (groups, or single
+    examples) are ordered by the SHA-1 of their id; the first ``test`` share goes to
+    test, the next ``validation`` share to validation, the rest to train.
+    """
+    import hashlib
+
+    units: dict = {}
+    for row in rows:
+        key = row[schema.group_field] if schema.group_field else row["id"]
+        units.setdefault(key, []).append(row)
+    strata: dict = {}
+    for key, members in units.items():
+        strata.setdefault(tuple(members[0][f] for f in schema.stratify), []).append(key)
+    out = {s: [] for s in data.SPLITS}
+    for stratum in sorted(strata, key=str):
+        keys = sorted(strata[stratum], key=lambda k: hashlib.sha1(k.encode()).hexdigest())
+        n_test, n_val = round(len(keys) * test), round(len(keys) * validation)
+        for i, key in enumerate(keys):
+            out["test" if i < n_test else "validation" if i < n_test + n_val else "train"].extend(units[key])
+    for split in data.SPLITS:
+        out[split].sort(key=lambda r: r["id"])
+    return out
+
+
 def test_splits_are_reproducible_from_ids(loaded):
     name, _, _ = loaded
     rows = all_rows(name)
     union = [r for split in data.SPLITS for r in rows[split]]
-    again = data.assign_splits(union, data.SCHEMAS[name])
+    again = assign_splits(union, data.SCHEMAS[name])
     for split in data.SPLITS:
         assert [r["id"] for r in again[split]] == sorted(r["id"] for r in rows[split])
 
@@ -262,11 +289,9 @@ def test_duplicate_id_and_missing_file(scratch):
         data.load("support_sentiment")
 
 
-def test_unknown_names_and_sources():
+def test_unknown_names_and_subsets():
     with pytest.raises(data.DataError, match="Unknown data set 'imdb'"):
         data.load("imdb")
-    with pytest.raises(data.DataError, match="source must be"):
-        data.load("support_sentiment", source="web")
     with pytest.raises(data.DataError, match="no subset 'tiny'"):
         data.load("support_sentiment", subset="tiny")
 
@@ -280,41 +305,6 @@ def test_bad_entity_spans_are_rejected(tmp_path, monkeypatch):
     corrupt(path, 1, json.dumps(row))
     with pytest.raises(data.DataError, match="line 1: entity 0 offsets .* outside the text"):
         data.load("support_entities")
-
-
-# --------------------------------------------------------------------------- hub option
-
-
-def write_hub_layout(root, rows_per_split):
-    from datasets import Dataset
-
-    for split, rows in rows_per_split.items():
-        folder = root / "sentiment"
-        folder.mkdir(parents=True, exist_ok=True)
-        Dataset.from_list(rows).to_parquet(str(folder / f"{split}-00000-of-00001.parquet"))
-
-
-def test_hub_option_reads_a_hub_layout(tmp_path):
-    texts = {"train": ["good stuff", "meh", "awful"], "validation": ["fine I guess"], "test": ["love it", "hate it"]}
-    write_hub_layout(tmp_path, {s: [{"text": t, "label": i % 3} for i, t in enumerate(ts)] for s, ts in texts.items()})
-    ds, labels = data.load("tweet_sentiment", source="hub", path=tmp_path)
-    assert labels == ["negative", "neutral", "positive"]
-    assert ds["train"].features["label"].names == labels
-    assert ds["test"]["text"] == ["love it", "hate it"] and len(ds["validation"]) == 1
-    assert ds["train"]["id"][0] == "tweet_sentiment-0"
-
-
-def test_hub_option_validates_labels_and_reports_failures(tmp_path):
-    write_hub_layout(
-        tmp_path,
-        {s: [{"text": "ok", "label": 7}] for s in ("train", "validation", "test")},
-    )
-    with pytest.raises(data.DataError, match="label 7 outside 0..2"):
-        data.load("tweet_sentiment", source="hub", path=tmp_path)
-    with pytest.raises(data.DataError, match="Unknown hub data set"):
-        data.load("sst5", source="hub")
-    with pytest.raises(data.DataError, match="need an internet connection"):
-        data.load("tweet_sentiment", source="hub", path=tmp_path / "nothing-here")
 
 
 def test_data_cards_figures_are_current():

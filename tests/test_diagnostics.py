@@ -217,7 +217,7 @@ def test_relative_change_is_zero_before_training_and_positive_after(encoder_and_
                 param.add_(0.1)  # the adapters change, the frozen originals do not
     frozen = diagnostics.relative_change(lora, encoder)
     assert set(frozen) == set(untouched) and all(v == 0.0 for v in frozen.values())
-    assert diagnostics._strip("base_model.model.bert.encoder.layer.0.attention.self.query.base_layer.weight") == (
+    assert freezing.pretrained_name("base_model.model.bert.encoder.layer.0.attention.self.query.base_layer.weight") == (
         "encoder.layer.0.attention.self.query.weight")
 
 

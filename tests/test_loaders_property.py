@@ -61,7 +61,7 @@ def _file(name: str, raw: bytes) -> Path:
 def _check_command(path: Path, *extra: str) -> None:
     args = train.build_parser().parse_args(["--data", str(path), "--output", str(WORK / "out"), *extra])
     try:
-        loaded = train.load_splits(args)
+        loaded = train.load_splits(args.data, args.text_column, args.pair_column, args.label_column)
     except train.TrainError as err:
         assert str(err), "an error without a message"
         event("refused: " + str(err).split(": ")[-1][:30])

@@ -10,7 +10,7 @@ from finetune_utils import data, train
 
 def load(path, *extra):
     args = train.build_parser().parse_args(["--data", str(path), "--output", "unused", *extra])
-    return train.load_splits(args)
+    return train.load_splits(args.data, args.text_column, args.pair_column, args.label_column)
 
 
 def refused(path, *extra):

@@ -306,7 +306,7 @@ def test_half_written_run_can_be_replaced(ws, capsys):
     (half / "labels.json").write_text("[]")
     assert train.foreign_files(half) == []
     args = train.build_parser().parse_args(["--data", str(ws / "data"), "--output", str(half), "--overwrite"])
-    plan = train.plan_output(args)
+    plan = train.plan_output(args.output, args.data, args.overwrite, args.resume)
     assert plan.replace and plan.work == half.parent / ".half.incoming"
     (half / "model" / "sub").mkdir()  # but not what the command never writes
     assert train.foreign_files(half) == ["model/sub/"]
@@ -334,3 +334,43 @@ def test_the_swap_and_the_staging_cleanup_check_again_right_before_deleting(tmp_
     with pytest.raises(train.TrainError, match="holds files it did not write"):
         train.prepare_output(train.OutputPlan(tmp_path / "other", leftover, replace=True))
     assert (leftover / "notes.txt").read_text() == "mine"
+
+
+def test_resume_and_cleanup_leave_foreign_files_under_checkpoints(resumable, capsys):
+    """At the end of a run the command removes only its own checkpoint files: a user's files stay, with their folders."""
+    ckpt = resumable / "run" / "checkpoints"
+    step = next(p for p in ckpt.iterdir() if p.name.startswith("step-"))
+    (ckpt / "my-notes.txt").write_text("mine")
+    (ckpt / "mine").mkdir()
+    (ckpt / "mine" / "draft.txt").write_text("mine too")
+    (step / "comment.txt").write_text("inside the command's checkpoint folder")
+    before = {rel: h for rel, h in tree(resumable / "run").items() if "mine" in rel or "notes" in rel or "comment" in rel}
+    code, err = _resume(resumable, capsys)
+    assert code == 0, err
+    assert "note: 3 file(s) in" in err and "were not written by this command" in err
+    after = tree(resumable / "run")
+    assert all(after.get(rel) == h for rel, h in before.items())  # every user file is still there, unchanged
+    assert not (step / "trainable.safetensors").exists() and not (ckpt / "latest").exists()  # ours are gone
+    assert (resumable / "run" / "metrics.json").is_file()
+    mark = train.read_mark(resumable / "run")
+    assert mark["finished"] and not any("mine" in f or "notes" in f or "comment" in f for f in mark["files"])
+    # the run now holds user files: --overwrite refuses it, naming them
+    code, err = cli(["--data", resumable / "data", "--output", resumable / "run", *TINY, "--overwrite"], capsys)
+    assert code == 2 and "holds files this command did not write" in err and "checkpoints/my-notes.txt" in err
+
+
+def test_remove_checkpoints_removes_only_the_commands_files(tmp_path):
+    ckpt = tmp_path / "checkpoints"
+    for name in ("step-000001", ".tmp-step-000002", "step-000003"):
+        (ckpt / name).mkdir(parents=True)
+        for f in (*train.CHECKPOINT_FILES, train.CHECKSUMS):
+            (ckpt / name / f).write_text("x")
+    (ckpt / "latest").write_text("step-000003")
+    (ckpt / "step-000001" / "user.txt").write_text("mine")
+    (ckpt / "step-9-notes").mkdir()
+    train.remove_checkpoints(ckpt, keep="step-000003")
+    assert sorted(p.name for p in ckpt.iterdir()) == ["latest", "step-000001", "step-000003", "step-9-notes"]
+    assert [p.name for p in (ckpt / "step-000001").iterdir()] == ["user.txt"]
+    train.remove_checkpoints(ckpt)
+    assert sorted(p.relative_to(ckpt).as_posix() for p in ckpt.rglob("*")) == ["step-000001", "step-000001/user.txt",
+                                                                                "step-9-notes"]

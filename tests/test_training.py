@@ -265,37 +265,38 @@ def test_eval_sets_record_scores_per_epoch_on_each_named_set(small, tokenizer):
         training.train(model, tiny, tokenizer, epochs=1, progress=False, eval_sets={"bad": bad})
 
 
-def test_train_is_the_loop_written_out(small, tokenizer):
-    """Lesson 02 writes the loop in the notebook and says train() is exactly that loop: same losses."""
+def _lesson_02_loop_cell() -> str:
+    """The code cell of lesson 02 that writes the training loop out (the lesson's own code, not a copy)."""
+    import nbformat
+
+    notebook = nbformat.read(Path(__file__).parents[1] / "solutions" / "02_finetuning_objective.ipynb", as_version=4)
+    cells = [c.source for c in notebook.cells
+             if c.cell_type == "code" and "loss.backward()" in c.source and "for epoch in range(1, EPOCHS + 1)" in c.source]
+    assert len(cells) == 1, f"lesson 02 should write the loop in one cell, found {len(cells)}"
+    return cells[0]
+
+
+def test_train_is_lesson_02s_loop(small, tokenizer):
+    """Lesson 02 writes the loop in the notebook and says train() is exactly that loop: run the lesson's cell, same losses."""
     import math
+    import time
 
     import torch.nn.functional as F
+    from tqdm.std import tqdm  # tqdm.auto's class calls iter() on the loader when built: one more draw of its seed
     from transformers import get_linear_schedule_with_warmup
 
-    from finetune_utils import env
+    from finetune_utils import env, evaluation
 
-    train, _, labels = small
+    train, val, labels = small
     train = train.select(range(24))
-    packaged = training.train(heads.classifier(labels, seed=0), train, tokenizer, epochs=2, lr=1e-4, batch_size=8, seed=0, progress=False)
-
-    model = heads.classifier(labels, seed=0)
-    env.seed_everything(0)
-    batches = training.loader(train, tokenizer, batch_size=8, shuffle=True, seed=0)
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-4)
-    total = 2 * len(batches)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(0.1 * total), total)
-    losses = []
-    for _ in range(2):
-        model.train()
-        for batch in batches:
-            gold = batch.pop("labels")
-            loss = F.cross_entropy(model(**batch).logits, gold)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-    assert losses == packaged["loss"]
+    settings = dict(SEED=0, LR=1e-4, EPOCHS=2, BATCH_SIZE=8, WARMUP=0.1, device=torch.device("cpu"))
+    namespace = dict(settings, math=math, time=time, np=np, torch=torch, F=F, tqdm=tqdm,
+                     get_linear_schedule_with_warmup=get_linear_schedule_with_warmup, env=env, evaluation=evaluation,
+                     heads=heads, training=training, tokenizer=tokenizer, labels=labels,
+                     tok={"train": train, "validation": val})
+    exec(compile(_lesson_02_loop_cell(), "lesson 02, the training loop", "exec"), namespace)
+    packaged = training.train(heads.classifier(labels, seed=0), train, tokenizer, val, epochs=2, lr=1e-4, batch_size=8,
+                              warmup_ratio=0.1, seed=0, device=settings["device"], group_by_length=True, progress=False)
+    assert namespace["step_loss"] == packaged["loss"]
+    assert namespace["step_lr"] == packaged["lr"]
+    assert namespace["val_f1"] == packaged["val_macro_f1"]

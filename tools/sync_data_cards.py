@@ -2,6 +2,7 @@
 
     python tools/sync_data_cards.py          # rewrite the generated sections
     python tools/sync_data_cards.py --check  # exit 1 if a card is out of date (a test runs this)
+    python tools/sync_data_cards.py --print  # print the baseline table for every classification data set
 
 Each card has two generated sections, between <!-- stats:start/end --> and
 <!-- baselines:start/end --> markers; everything else in a card is written by hand.
@@ -17,8 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-from finetune_utils import data  # noqa: E402
+from finetune_utils import baselines, data  # noqa: E402
 
 
 def table(header, rows) -> str:
@@ -115,7 +115,7 @@ def baselines_section(name: str, table_rows) -> str:
              [f"TF-IDF (1-2 grams) + logistic regression (C={r['C']:g}, chosen on validation)",
               f"{t['macro_f1']:.3f}", f"{t['accuracy']:.3f}"]],
         )
-        + "\n\nComputed by `python bench/data_baselines.py`."
+        + "\n\nComputed by `python tools/sync_data_cards.py` (`--print` prints the table for every data set)."
     )
 
 
@@ -126,10 +126,44 @@ def render(text: str, section: str, body: str) -> str:
     return pattern.sub(lambda _: f"<!-- {section}:start -->\n{body}\n<!-- {section}:end -->", text)
 
 
-def main(argv) -> int:
-    from data_baselines import baseline_table
+def inputs(name, split):
+    """What the baselines read: the text, or for sentence pairs both texts joined."""
+    if name == "support_answers":
+        return baselines.pair_texts(split["question"], split["answer"])
+    return split["text"]
 
+
+def baseline_table() -> dict:
+    """Majority class and TF-IDF + logistic regression (C chosen on validation) on each classification test split."""
+    rows = {}
+    for name in data.names():
+        if data.SCHEMAS[name].task not in ("sequence", "pair"):
+            continue
+        ds, _ = data.load(name)
+        train, val, test = ds["train"], ds["validation"], ds["test"]
+        model = baselines.tfidf_logreg(inputs(name, train), train["label"], inputs(name, val), val["label"])
+        rows[name] = {
+            "majority": baselines.majority(train["label"], test["label"]),
+            "tfidf_logreg": baselines.scores(test["label"], model.predict(inputs(name, test))),
+            "C": model.C_,
+            "n_test": len(test),
+        }
+    return rows
+
+
+def print_table(table_rows) -> None:
+    print(f"{'data set':<20} {'test n':>6}  {'majority F1':>11} {'acc':>6}  {'TF-IDF+LR F1':>12} {'acc':>6}  C")
+    for name, r in table_rows.items():
+        m, t = r["majority"], r["tfidf_logreg"]
+        print(f"{name:<20} {r['n_test']:>6}  {m['macro_f1']:>11.3f} {m['accuracy']:>6.3f}  "
+              f"{t['macro_f1']:>12.3f} {t['accuracy']:>6.3f}  {r['C']:g}")
+
+
+def main(argv) -> int:
     table_rows = baseline_table()
+    if "--print" in argv:
+        print_table(table_rows)
+        return 0
     stale = []
     for name in data.names():
         card = data.folder(name) / "README.md"
