@@ -22,7 +22,7 @@ What is checked
   and links every page built. Nothing is requested from outside except MathJax's script
   (blocked here; offline pages show the TeX source).
 * A screenshot of lesson 03's first figure (or of the first page with a figure, when 03 is not
-  built) goes to _build/book_test/ (docs/book_lesson03.png is a copy of one).
+  built) goes to _build/book_test/ (docs/book_lesson00.png is a copy of one, from a build without 03).
 
 Skipped without Chromium or Playwright, except in CI (``CI`` set), where that fails.
 """
