@@ -67,6 +67,14 @@ def run(path: Path, timeout: int = 1800) -> dict:
         error = str(err).strip().splitlines()[-1][:120]
     except Exception as err:  # noqa: BLE001 - a table row, not a crash
         error = f"{err.__class__.__name__}: {err}"[:120]
+    finally:
+        # nbclient shuts down only a kernel it started itself (km=None); ours would stay up, idle
+        # with the lesson's models in memory, until this script exits.
+        if client.km is not None and client.km.has_kernel:
+            try:
+                client.km.shutdown_kernel(now=False)
+            except Exception:  # noqa: BLE001 - a kernel that is already gone
+                pass
     peak = monitor.peak if monitor else 0
     wall = time.perf_counter() - start
     OUT.mkdir(parents=True, exist_ok=True)
