@@ -23,7 +23,7 @@ import time
 
 
 def sft_throughput(model, tokenizer, steps: int, batch_size: int = 8) -> dict:
-    from finetune_utils import data, sft
+    from finetune_utils import data, freezing, sft
 
     ds, _ = data.load("instructions")
     chats = ds["train"].shuffle(seed=0).select(range(steps * batch_size))["messages"]
@@ -31,7 +31,7 @@ def sft_throughput(model, tokenizer, steps: int, batch_size: int = 8) -> dict:
     pad_id = sft.pad_token_id(tokenizer)
     out = {}
     for name, kwargs in (("dynamic padding, grouped by length", {"group_by_length": True}), ("fixed padding to 256", {"pad_to": 256, "group_by_length": False})):
-        peft_model = sft.add_lora(model, r=8)
+        peft_model = freezing.apply_lora(model, r=8, dropout=0.0, target_modules=("q_proj", "v_proj"))
         history = sft.train(peft_model, examples, pad_id, epochs=1, lr=1e-3, batch_size=batch_size, progress=False, **kwargs)
         out[name] = {
             "tokens_per_s": history["tokens_per_s"],

@@ -10,8 +10,8 @@ The loss is the usual next-token cross-entropy, but only on the response tokens
 and the ``<|im_end|>`` that closes them: every other position gets the label
 -100, which the cross-entropy ignores. The model learns to *answer*, not to
 reproduce prompts. :func:`build_example` makes the ids and labels,
-:class:`Collator` pads batches dynamically, :func:`add_lora` wraps the model with
-peft, :func:`train` is the loop, and :func:`response_loss`, :func:`json_metrics`
+:class:`Collator` pads batches dynamically (LoRA comes from
+``freezing.apply_lora``), :func:`train` runs the course's one loop, and :func:`response_loss`, :func:`json_metrics`
 and :func:`label_metrics` evaluate without an external judge.
 """
 
@@ -200,13 +200,6 @@ def batch_indices(n: int, batch_size: int, shuffle: bool = True, seed: int = 0, 
 # --------------------------------------------------------------------------- model
 
 
-def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0, target_modules=("q_proj", "v_proj"), layers=None):
-    """LoRA adapters on a causal LM's attention (``freezing.apply_lora`` with SmolLM2's layer names)."""
-    from .freezing import apply_lora
-
-    return apply_lora(model, r=r, alpha=alpha, dropout=dropout, target_modules=target_modules, layers=layers)
-
-
 def _decoder_and_head(model):
     return model.get_decoder(), model.get_output_embeddings()
 
@@ -311,7 +304,7 @@ def train(
         raise ValueError(f"need epochs > 0, lr > 0 and batch_size >= 1; got {epochs}, {lr}, {batch_size}")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise ValueError("the model has no trainable parameters: add LoRA adapters (sft.add_lora) or unfreeze some")
+        raise ValueError("the model has no trainable parameters: add LoRA adapters (freezing.apply_lora) or unfreeze some")
     env.seed_everything(seed)
     lengths = [len(e["input_ids"]) for e in examples] if group_by_length else None
     order = []

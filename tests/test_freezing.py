@@ -210,12 +210,12 @@ def test_adapter_for_another_architecture_is_refused(tmp_path):
 def test_adapter_for_another_size_is_refused(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from finetune_utils import models, sft
+    from finetune_utils import models
 
     small = LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                          num_attention_heads=4, num_key_value_heads=4, vocab_size=1000))
     folder = tmp_path / "small-llama-adapter"
-    sft.add_lora(small, r=4).save_pretrained(folder)
+    freezing.apply_lora(small, r=4, dropout=0.0, target_modules=("q_proj", "v_proj")).save_pretrained(folder)
     chat = models.load_causal_lm(with_tokenizer=False)
     with pytest.raises(freezing.AdapterMismatchError, match="expects size 64, the layer has 576"):
         freezing.load_adapter(chat, folder)

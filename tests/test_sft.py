@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from finetune_utils import data, models, prompting, sft
+from finetune_utils import data, freezing, models, prompting, sft
 
 CHAT = [
     {"role": "user", "content": "Which department handles this? Answer billing, shipping, technical, account or returns.\n\nI was charged twice."},
@@ -148,7 +148,7 @@ def test_lora_trains_adapters_only_then_saves_and_reloads_identically(tmp_path):
     batch = sft.Collator(2)(examples[:2])
     with torch.no_grad():
         before = model(**batch).logits
-    peft_model = sft.add_lora(model, r=8, target_modules=("q_proj", "v_proj"))
+    peft_model = freezing.apply_lora(model, r=8, dropout=0.0, target_modules=("q_proj", "v_proj"))
     # r * (576 + 576) for q_proj (576 -> 576) + r * (576 + 192) for v_proj (576 -> 3 kv heads x 64), 30 layers
     assert models.count_parameters(peft_model, trainable_only=True) == 30 * 8 * (576 + 576 + 576 + 192)
     assert all("lora_" in n for n, p in peft_model.named_parameters() if p.requires_grad)
