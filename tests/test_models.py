@@ -88,6 +88,19 @@ def test_cold_conversion_writes_a_complete_cache(fresh_cache):
     assert not list(fresh_cache.parent.glob(".converting-*"))  # no leftovers
 
 
+def test_converted_special_tokens_are_the_gguf_files_own(fresh_cache):
+    # transformers 5.15 converts this GGUF's tokenizer with <|im_start|> as EOS; the file says <|im_end|>,
+    # the token that closes every assistant turn (the SFT loss and generation stop on it).
+    declared = models.gguf_special_tokens(models.gguf_path())
+    assert {"bos", "eos"} <= set(declared)
+    tokenizer = models.load_causal_lm_tokenizer()
+    assert tokenizer.eos_token == "<|im_end|>"
+    assert tokenizer.eos_token_id == declared["eos"] and tokenizer.bos_token_id == declared["bos"]
+    config = json.loads((fresh_cache / "config.json").read_text())
+    generation = json.loads((fresh_cache / "generation_config.json").read_text())
+    assert config["eos_token_id"] == generation["eos_token_id"] == declared["eos"]
+
+
 def test_warm_load_generates_sensible_text(fresh_cache):
     model, tokenizer = models.load_causal_lm()
     info = models.describe(model)
