@@ -64,6 +64,8 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))   # finetune_utils (for the repository address of the Colab links), as run_all.py does
+sys.path.insert(0, str(ROOT / "tools"))
+from sync_notebooks import title  # noqa: E402  (the lesson's title, read as the notebook map reads it)
 SOURCES = ROOT / "solutions"
 STUDENT = ROOT / "notebooks"
 EXECUTED = ROOT / "_build" / "notebooks"
@@ -257,16 +259,6 @@ def make_page(source_path: Path, executed_path: Path, student_dir: Path = STUDEN
         cell.metadata.pop("nbgrader", None)
     page.metadata.pop("widgets", None)
     return page
-
-
-def title(nb) -> str:
-    """The lesson's title: its first level-1 heading (as tools/sync_notebooks.py reads it)."""
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            match = re.search(r"^#\s+(.+)$", cell.source, flags=re.M)
-            if match:
-                return match.group(1).strip()
-    return "(untitled)"
 
 
 def course_title() -> str:
