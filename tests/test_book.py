@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shutil
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -106,6 +107,16 @@ def book(tmp_path_factory, executed_lessons):
     print(f"\nbook built from {len(built)} lesson(s): {', '.join(sorted(b[:2] for b in built))}"
           + (f" (nbval wrote {len(fully_run)} in this session)" if fully_run else ""))
     return out, entries
+
+
+def test_a_rebuild_keeps_a_file_someone_added(book, tmp_path):
+    out = tmp_path / "site"
+    shutil.copytree(book[0], out)
+    (out / "my notes.txt").write_text("mine")
+    with pytest.raises(build_book.BookError, match="did not write .*my notes.txt"):
+        build_book.build(out, ["00"], execute_missing=False)
+    assert (out / "my notes.txt").read_text() == "mine" and (out / "index.html").is_file()
+    assert not list(tmp_path.glob(".book-*"))  # the staging folder is gone
 
 
 def test_no_answers_in_the_pages(book):

@@ -418,6 +418,7 @@ def build(out: Path = OUT, selected: list[str] | None = None, *, execute_missing
             "lessons": [asdict(e) for e in entries],
         }, indent=1), encoding="utf-8")
         if out.exists():
+            _check_replaceable(out)  # again, right before deleting: files may have been added while lessons ran
             shutil.rmtree(out)
         staging.rename(out)
     finally:
@@ -434,6 +435,19 @@ def _check_out(out: Path) -> None:
         raise BookError(f"{out} exists and was not written by tools/build_book.py (no {MANIFEST}); "
                         "move it away or choose another folder with --out")
     out.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _check_replaceable(out: Path) -> None:
+    """Refuse unless ``out`` holds only what an earlier build wrote: its manifest, index and the pages it lists."""
+    try:
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        ours = {MANIFEST, "index.html"} | {lesson["page"] for lesson in manifest["lessons"] if lesson.get("page")}
+    except (OSError, ValueError, KeyError, TypeError):
+        ours = set()
+    others = sorted(p.name for p in out.iterdir() if p.name not in ours or not p.is_file() or p.is_symlink())
+    if others:
+        raise BookError(f"{out} holds files tools/build_book.py did not write ({', '.join(others[:5])}); nothing was "
+                        "replaced: move them away, or build into another folder with --out")
 
 
 def main(argv: list[str]) -> int:
