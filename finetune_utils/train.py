@@ -70,10 +70,21 @@ LATEST = "latest"
 RUN_MARK = "finetune-run.json"
 CHECKSUMS = "checksums.json"
 CHECKPOINT_FILES = ("trainable.safetensors", "training_state.pt", "state.json")
+#: The trainable weights of the best epoch so far, in a checkpoint when that epoch is not the latest.
+BEST_FILE = "best.safetensors"
 #: Options that must match when a run is resumed.
 RESUME_KEYS = ("data", "text_column", "pair_column", "label_column", "model", "strategy", "k", "lora_r",
                "epochs", "lr", "batch_size", "max_length", "seed", "warmup_ratio", "weight_decay", "max_grad_norm",
-               "class_weights")
+               "class_weights", "validation_share")
+#: The default peak learning rate of each strategy (``--lr`` not given). The full fine-tuning value comes from
+#: ``bench/lr_sweep.py`` over the course's sequence and pair data sets (table in the README); the others are the
+#: usual values of lesson 03, where each strategy trains with its own.
+DEFAULT_LR = {"full": 1e-4, "last_k": 1e-4, "lora": 1e-3, "head_only": 1e-2}
+#: Models below this many parameters train in fp32 (TF32 matrix products) under ``--precision auto`` on CUDA:
+#: for them autocast's casts cost more than half precision saves (``bench/gpu_check.sh`` prints the ratios).
+MIXED_PRECISION_FROM = 300_000_000
+#: Fewest training rows, and fewest per class, from which a validation split is carved when none is given.
+MIN_CARVE_ROWS, MIN_CARVE_PER_CLASS = 20, 2
 STOPPED_EXIT_CODE = 3
 #: Delimiters a CSV file may use (detected from the header).
 DELIMITERS = (",", ";", "\t", "|")
@@ -109,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--pair-column", default=None,
                    help="second text column for sentence-pair tasks (e.g. answer); default: none")
     d.add_argument("--label-column", default="label", help="column holding the label (default: label)")
+    d.add_argument("--validation-share", type=float, default=0.15,
+                   help="share of the training file carved out, stratified, as the validation split when the folder has "
+                   "no validation.* file (default: 0.15; 0 = no validation split)")
     d.add_argument("--max-length", type=int, default=128, help="tokens per text; longer texts are truncated (default: 128)")
     m = p.add_argument_group("model")
     m.add_argument("--model", default=None,
@@ -120,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--lora-r", type=int, default=8, help="LoRA rank with --strategy lora (default: 8)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=3, help="passes over the training set (default: 3)")
-    t.add_argument("--lr", type=float, default=5e-5, help="peak learning rate of AdamW (default: 5e-5)")
+    t.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate of AdamW (default: per strategy: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
+                   + "; the full fine-tuning value from a sweep over the course data sets, see the README)")
     t.add_argument("--batch-size", type=int, default=16, help="examples per step per process (default: 16)")
     t.add_argument("--warmup-ratio", type=float, default=0.1, help="share of steps for linear warm-up (default: 0.1)")
     t.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
@@ -132,7 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto takes CUDA when available (default: auto)")
     t.add_argument("--precision", default="auto", choices=("auto", "no", "bf16", "fp16"),
-                   help="mixed precision: auto = bf16 on CUDA where supported, else fp16; off on CPU (default: auto)")
+                   help="mixed precision on CUDA: auto = fp32 with TF32 matrix products for models under "
+                   f"{MIXED_PRECISION_FROM // 10**6}M parameters (faster than bf16 there), bf16 (else fp16) for larger "
+                   "ones; always fp32 on CPU (default: auto)")
+    t.add_argument("--keep-epoch", default="best", choices=("best", "last"),
+                   help="which epoch's model is written: the one with the best validation macro-F1, or the last "
+                   "(default: best; without a validation split, the last)")
     o = p.add_argument_group("output and checkpoints")
     o.add_argument("--output", required=True, help="folder to write the model, labels.json, metrics.json, curve.png")
     o.add_argument("--overwrite", action="store_true", help="replace a previous run of this command in --output (only a folder holding its mark, finetune-run.json, and no other files); the new run is swapped in when it has finished")
@@ -156,7 +177,7 @@ def check_options(args) -> None:
     problems = []
     if not 1 <= args.epochs <= 1000:
         problems.append(f"--epochs must be between 1 and 1000 (got {args.epochs})")
-    if not (_finite(args.lr) and 0 < args.lr <= 1):
+    if args.lr is not None and not (_finite(args.lr) and 0 < args.lr <= 1):
         problems.append(f"--lr must be a finite number > 0 and <= 1 (got {args.lr}); fine-tuning uses about 1e-5 to 1e-3")
     if args.batch_size < 1:
         problems.append(f"--batch-size must be >= 1 (got {args.batch_size})")
@@ -168,6 +189,8 @@ def check_options(args) -> None:
         problems.append(f"--weight-decay must be a finite number in [0, 1] (got {args.weight_decay}); usual values are 0 to 0.1")
     if not (_finite(args.max_grad_norm) and args.max_grad_norm > 0):
         problems.append(f"--max-grad-norm must be a finite number > 0 (got {args.max_grad_norm}); 1.0 is usual")
+    if not (_finite(args.validation_share) and 0 <= args.validation_share <= 0.5):
+        problems.append(f"--validation-share must be between 0 and 0.5 (got {args.validation_share}); 0.1 to 0.2 is usual")
     if not 0 <= args.seed < 2**32:
         problems.append(f"--seed must be between 0 and 2**32 - 1 (got {args.seed})")
     if args.k < 0:
@@ -234,7 +257,7 @@ def check_model(model: str | None, max_length: int, strategy: str, k: int) -> Mo
 # --------------------------------------------------------------------------- the output folder
 
 _CHECKPOINT_FILE = re.compile(
-    r"^checkpoints/(latest|\.latest\.tmp|(\.tmp-)?step-\d+/(trainable\.safetensors|training_state\.pt|state\.json|"
+    r"^checkpoints/(latest|\.latest\.tmp|(\.tmp-)?step-\d+/(trainable\.safetensors|best\.safetensors|training_state\.pt|state\.json|"
     + re.escape(CHECKSUMS) + r"))$")
 
 
@@ -597,6 +620,28 @@ def _split_file(rows: list[Row], labels: list[str]) -> dict:
     return {"train": [rows[i] for i in train], "validation": [rows[i] for i in val], "test": [rows[i] for i in test]}
 
 
+def carve_validation(rows: list[Row], labels: list[str], share: float) -> tuple[list[Row], list[Row]] | str:
+    """Split the training rows into (train, validation), stratified by label, with a fixed seed (0).
+
+    Every class keeps at least one training row. Returns the reason instead when the rows
+    are too few to carve a split that holds every class (fewer than ``MIN_CARVE_ROWS`` rows,
+    a class with fewer than ``MIN_CARVE_PER_CLASS``, or a share too small for one row per class).
+    """
+    from sklearn.model_selection import train_test_split
+
+    counts = {lab: labels.count(lab) for lab in set(labels)}
+    n_val = math.ceil(share * len(rows))
+    rare = min(counts, key=counts.get)
+    if len(rows) < MIN_CARVE_ROWS:
+        return f"the training data has {len(rows)} rows (a validation split is carved from {MIN_CARVE_ROWS} or more)"
+    if counts[rare] < MIN_CARVE_PER_CLASS:
+        return f"the class {rare!r} has {counts[rare]} training row (a stratified split needs {MIN_CARVE_PER_CLASS})"
+    if n_val < len(counts) or len(rows) - n_val < len(counts):
+        return f"{share:g} of {len(rows)} rows cannot hold one row of each of the {len(counts)} classes"
+    train, val = train_test_split(list(range(len(rows))), test_size=n_val, random_state=0, stratify=labels)
+    return [rows[i] for i in sorted(train)], [rows[i] for i in sorted(val)]
+
+
 def fingerprint(splits: dict, names: list[str]) -> str:
     """A content hash of the data as the run sees it (texts, pairs, label ids per split, label names)."""
     digest = hashlib.blake2b(digest_size=16)
@@ -615,12 +660,18 @@ class Loaded:
     names: list  # label names in id order
     pair_column: str | None
     fingerprint: str
-    notes: list  # things the user should know (labels stripped, delimiter detected)
+    notes: list  # things the user should know (labels stripped, delimiter detected, validation carved)
+    validation: str = "file"  # where the validation split comes from (metrics.json records it)
 
 
 def load_splits(data: str, text_column: str = "text", pair_column: str | None = None,
-                label_column: str = "label") -> Loaded:
-    """Read the data the options name; every problem is a :class:`TrainError` naming the file and line."""
+                label_column: str = "label", validation_share: float = 0.15) -> Loaded:
+    """Read the data the options name; every problem is a :class:`TrainError` naming the file and line.
+
+    A folder without a validation file gets one carved from its training file
+    (:func:`carve_validation`, ``validation_share`` of it); one file is split 70/15/15.
+    ``Loaded.validation`` says which.
+    """
     if data in course_data.names():
         schema = course_data.SCHEMAS[data]
         if schema.task not in ("sequence", "pair"):
@@ -632,7 +683,7 @@ def load_splits(data: str, text_column: str = "text", pair_column: str | None = 
             raise TrainError(str(err)) from None
         text_col, pair_col = (schema.text_fields + (None,))[:2]
         out = {s: (list(ds[s][text_col]), list(ds[s][pair_col]) if pair_col else None, list(ds[s]["label"])) for s in ds}
-        return Loaded(out, list(names), pair_col, fingerprint(out, list(names)), [])
+        return Loaded(out, list(names), pair_col, fingerprint(out, list(names)), [], f"the course data set's validation split")
 
     wanted = [c for c in (text_column, pair_column, label_column) if c is not None]
     source = Path(data)
@@ -700,6 +751,23 @@ def load_splits(data: str, text_column: str = "text", pair_column: str | None = 
             raise TrainError(f"{source} has {len(rows)} rows; the automatic 70/15/15 split needs at least "
                              f"{MIN_SPLIT_ROWS} (or give a folder with train.* and validation.* files)")
         raw = _split_file(rows, [labels[id(r)] for r in rows])
+        validation = "15% of the single data file (automatic 70/15/15 split, stratified where possible, seed 0)"
+    elif "validation" in raw:
+        validation = "the validation file"
+    elif validation_share == 0:
+        validation = "none (--validation-share 0)"
+    else:
+        carved = carve_validation(raw["train"], [labels[id(r)] for r in raw["train"]], validation_share)
+        if isinstance(carved, str):
+            validation = f"none: {carved}"
+            notes.append(f"no validation file and no validation split: {carved}; the last epoch's model is kept")
+        else:
+            raw["train"], raw["validation"] = carved
+            validation = (f"{validation_share:g} of the training file ({len(carved[1])} rows), carved out stratified by "
+                          "label with seed 0 (no validation file was given)")
+            notes.append(f"no validation file: {len(carved[1])} of the training rows ({validation_share:g}, stratified "
+                         "by label) are held out as the validation split; the epoch with the best validation macro-F1 "
+                         "is kept (--validation-share sets the share, 0 turns it off)")
 
     train_labels = {labels[id(r)] for r in raw["train"]}
     if len(train_labels) < 2:
@@ -722,7 +790,7 @@ def load_splits(data: str, text_column: str = "text", pair_column: str | None = 
         texts = [row.values[text_column] for row in rows]
         pairs = [row.values[pair_column] for row in rows] if pair_column else None
         out[split] = (texts, pairs, ids)
-    return Loaded(out, names, pair_column, fingerprint(out, names), notes)
+    return Loaded(out, names, pair_column, fingerprint(out, names), notes, validation)
 
 
 def _is_number(text: str) -> bool:
@@ -744,7 +812,7 @@ def _dataset(texts, pairs, labels):
 # --------------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict, scaler=None) -> Path:
+def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict, scaler=None, best=None) -> Path:
     """Write a checkpoint atomically and point ``folder/latest`` at it.
 
     The checkpoint (trainable weights as safetensors, optimizer and schedule state,
@@ -752,6 +820,7 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict, scal
     each file) is written to a temporary folder, renamed into place, and only then
     does ``latest`` (replaced with ``os.replace``) name it; older checkpoints are
     removed last. A crash at any point leaves ``latest`` naming a complete checkpoint.
+    ``best`` (trainable weights of the best epoch so far) is saved beside them as ``best.safetensors``.
     """
     import torch
     from safetensors.torch import save_file
@@ -765,6 +834,10 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict, scal
     tmp.mkdir()
     trainable = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
     save_file(trainable, str(tmp / "trainable.safetensors"))
+    files = CHECKPOINT_FILES
+    if best is not None:
+        save_file({n: w.contiguous() for n, w in best.items()}, str(tmp / BEST_FILE))
+        files += (BEST_FILE,)
     torch.save(
         {
             "optimizer": optimizer.state_dict(),
@@ -776,7 +849,7 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict, scal
         tmp / "training_state.pt",
     )
     (tmp / "state.json").write_text(json.dumps(state, indent=1))
-    sums = {f: {"size": (tmp / f).stat().st_size, "digest": file_digest(tmp / f)} for f in CHECKPOINT_FILES}
+    sums = {f: {"size": (tmp / f).stat().st_size, "digest": file_digest(tmp / f)} for f in files}
     (tmp / CHECKSUMS).write_text(json.dumps(sums, indent=1))
     final = folder / name
     _remove_checkpoint(final)
@@ -794,7 +867,7 @@ def _remove_checkpoint(path: Path) -> None:
         if path.exists() or path.is_symlink():
             raise TrainError(f"{path} is in the way of a checkpoint and was not written by this command; move it away")
         return
-    for name in (*CHECKPOINT_FILES, CHECKSUMS):
+    for name in (*CHECKPOINT_FILES, BEST_FILE, CHECKSUMS):
         if (path / name).is_file() and not (path / name).is_symlink():
             (path / name).unlink()
     try:
@@ -845,10 +918,12 @@ def latest_checkpoint(folder: Path) -> Path:
         raise TrainError(f"the checkpoint {path} is incomplete (missing {missing}); {fix}")
     try:
         sums = json.loads((path / CHECKSUMS).read_text())
-        expected = {f: (sums[f]["size"], sums[f]["digest"]) for f in CHECKPOINT_FILES}
+        expected = {f: (sums[f]["size"], sums[f]["digest"]) for f in (*CHECKPOINT_FILES, *({BEST_FILE} & set(sums)))}
     except (ValueError, KeyError, TypeError):
         raise TrainError(f"the checkpoint {path} is damaged ({CHECKSUMS} is unreadable); {fix}") from None
     for f, (size, digest) in expected.items():
+        if not (path / f).is_file():
+            raise TrainError(f"the checkpoint {path} is incomplete (missing {f}); {fix}")
         actual = (path / f).stat().st_size
         if actual != size:
             raise TrainError(f"the checkpoint {path} is damaged: {f} has {actual} bytes, {CHECKSUMS} says {size}; {fix}")
@@ -857,8 +932,8 @@ def latest_checkpoint(folder: Path) -> Path:
     return path
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler, scaler=None) -> dict:
-    """Restore what :func:`save_checkpoint` wrote; returns its progress state."""
+def load_checkpoint(path: Path, model, optimizer, scheduler, scaler=None, best: dict | None = None) -> dict:
+    """Restore what :func:`save_checkpoint` wrote; returns its progress state (``best["weights"]``: the best epoch's)."""
     import torch
     from safetensors.torch import load_file
 
@@ -866,6 +941,8 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, scaler=None) -> dic
         weights = load_file(str(path / "trainable.safetensors"))
         saved = torch.load(path / "training_state.pt", map_location="cpu", weights_only=True)
         state = json.loads((path / "state.json").read_text())
+        if best is not None and (path / BEST_FILE).is_file():
+            best["weights"] = load_file(str(path / BEST_FILE))
     except Exception as err:  # safetensors, pickle and JSON errors of a file damaged before its checksum was taken
         raise TrainError(f"the checkpoint {path} cannot be read ({type(err).__name__}: {str(err)[:120]}); "
                          "start the run again with --overwrite") from None
@@ -916,17 +993,28 @@ def check_resumable(path: Path, options: dict, processes: int, data_fingerprint:
 # --------------------------------------------------------------------------- training
 
 
-def choose_precision(requested: str, device_type: str) -> str:
-    """``"no"``, ``"bf16"`` or ``"fp16"``: mixed precision on CUDA only."""
+def choose_precision(requested: str, device_type: str, parameters: int) -> tuple[str, str]:
+    """The precision to train in (``"no"``, ``"bf16"`` or ``"fp16"``) and why.
+
+    Mixed precision on CUDA only. ``auto`` keeps fp32 (with TF32 matrix products) for a
+    model under ``MIXED_PRECISION_FROM`` parameters: for a small encoder in small batches,
+    autocast's casts cost more than half precision saves, so bf16 is slower than fp32
+    there (``bench/gpu_check.sh`` prints the ratios); larger models take bf16 where the GPU
+    supports it, else fp16.
+    """
     if device_type != "cuda":
         if requested in ("bf16", "fp16"):
             raise TrainError(f"--precision {requested} needs a CUDA GPU; on {device_type} use --precision no (or auto)")
-        return "no"
+        return "no", f"fp32 on {device_type}"
     if requested != "auto":
-        return requested
+        return requested, f"--precision {requested}"
+    if parameters < MIXED_PRECISION_FROM:
+        return "no", (f"auto: fp32 with TF32 matrix products, as the model has {parameters / 1e6:.1f}M parameters "
+                      f"(mixed precision pays from {MIXED_PRECISION_FROM // 10**6}M)")
     import torch
 
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    half = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return half, f"auto: {half} mixed precision for a model of {parameters / 1e6:.0f}M parameters"
 
 
 def non_finite_message(err, lr: float, weight_decay: float, precision: str) -> str:
@@ -938,20 +1026,55 @@ def non_finite_message(err, lr: float, weight_decay: float, precision: str) -> s
     return f"{err}, so the run was stopped and no model was written. {hint}."
 
 
+class Phases:
+    """Wall seconds per phase of a run (``with phases("name"):``), for metrics.json and ``bench/command_phases.py``."""
+
+    def __init__(self):
+        self.seconds = {}
+
+    def __call__(self, name: str):
+        import contextlib
+        import time
+
+        @contextlib.contextmanager
+        def timed():
+            start = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+        return timed()
+
+
+def _trainable(model) -> dict:
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
 def run(args) -> int:
     """Train as the options say; returns the exit status. Bad input raises :class:`TrainError`."""
-    import torch
-    from accelerate import Accelerator
-    from torch.utils.data import DataLoader, DistributedSampler
+    phases = Phases()
+    with phases("imports"):
+        import datasets
+        import torch
+        import transformers
+        from accelerate import Accelerator
+        from torch.utils.data import DataLoader
 
-    from . import diagnostics, env, freezing, heads, models, training
+        from . import diagnostics, env, freezing, heads, models, training
+    if args.quiet:
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
 
     # Everything is checked before anything is written: options, output folder, data, model.
-    check_options(args)
-    plan = plan_output(args.output, args.data, args.overwrite, args.resume)
-    loaded = load_splits(args.data, args.text_column, args.pair_column, args.label_column)
-    splits, label_names, pair_col = loaded.splits, loaded.names, loaded.pair_column
-    check_model(args.model, args.max_length, args.strategy, args.k)
+    with phases("checks and data"):
+        check_options(args)
+        if args.lr is None:
+            args.lr = DEFAULT_LR[args.strategy]
+        plan = plan_output(args.output, args.data, args.overwrite, args.resume)
+        loaded = load_splits(args.data, args.text_column, args.pair_column, args.label_column, args.validation_share)
+        splits, label_names, pair_col = loaded.splits, loaded.names, loaded.pair_column
+        check_model(args.model, args.max_length, args.strategy, args.k)
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and "OMP_NUM_THREADS" not in os.environ:
@@ -959,42 +1082,53 @@ def run(args) -> int:
     use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     if args.device == "cuda" and not torch.cuda.is_available():
         raise TrainError("--device cuda: no CUDA GPU is visible; use --device cpu (or auto)")
-    precision = choose_precision(args.precision, "cuda" if use_cuda else "cpu")
-    accelerator = Accelerator(cpu=not use_cuda, mixed_precision=precision)
+
+    with phases("model"):
+        try:
+            tokenizer = models.load_encoder_tokenizer(args.model)
+            env.seed_everything(args.seed)
+            model = heads.classifier(label_names, task="pair" if pair_col else "sequence", name_or_path=args.model,
+                                     seed=args.seed)
+        except (models.ModelPackageMissingError, models.UnknownModelError) as err:
+            raise TrainError(str(err)) from None
+        except (OSError, ValueError) as err:
+            raise TrainError(f"--model {args.model}: cannot be loaded ({type(err).__name__}: {str(err)[:200]})") from None
+        precision, precision_reason = choose_precision(args.precision, "cuda" if use_cuda else "cpu",
+                                                       sum(p.numel() for p in model.parameters()))
+        if use_cuda and precision == "no":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        accelerator = Accelerator(cpu=not use_cuda, mixed_precision=precision)
+        lora = {"r": args.lora_r} if args.strategy == "lora" else {}
+        try:
+            model = freezing.apply_strategy(model, args.strategy, k=args.k, **lora)
+        except (ValueError, TypeError) as err:
+            raise TrainError(f"--strategy {args.strategy}: {err}") from None
+        n_trainable = freezing.trainable_summary(model)
     main = accelerator.is_main_process
     device = accelerator.device
     if main:
-        for note in loaded.notes + ([f"{len(plan.foreign)} file(s) in {args.output} were not written by this command "
-                                     f"({_listing(plan.foreign)}); they are left as they are"] if plan.foreign else []):
+        notes = loaded.notes + ([f"{len(plan.foreign)} file(s) in {args.output} were not written by this command "
+                                 f"({_listing(plan.foreign)}); they are left as they are"] if plan.foreign else [])
+        if use_cuda:
+            notes.append(f"precision: {precision_reason}")
+        for note in notes:
             print(f"note: {note}", file=sys.stderr)
 
-    try:
-        tokenizer = models.load_encoder_tokenizer(args.model)
-        env.seed_everything(args.seed)
-        model = heads.classifier(label_names, task="pair" if pair_col else "sequence", name_or_path=args.model,
-                                 seed=args.seed)
-    except (models.ModelPackageMissingError, models.UnknownModelError) as err:
-        raise TrainError(str(err)) from None
-    except (OSError, ValueError) as err:
-        raise TrainError(f"--model {args.model}: cannot be loaded ({type(err).__name__}: {str(err)[:200]})") from None
-    lora = {"r": args.lora_r} if args.strategy == "lora" else {}
-    try:
-        model = freezing.apply_strategy(model, args.strategy, k=args.k, **lora)
-    except (ValueError, TypeError) as err:
-        raise TrainError(f"--strategy {args.strategy}: {err}") from None
-    n_trainable = freezing.trainable_summary(model)
-
-    tokenized = {
-        s: training.tokenize(_dataset(*v), tokenizer, pair_field="pair" if pair_col else None, max_length=args.max_length)
-        for s, v in splits.items()
-    }
-    train_ds = tokenized["train"].select_columns([c for c in tokenized["train"].column_names if c in training.MODEL_INPUTS])
-    sampler = DistributedSampler(train_ds, num_replicas=accelerator.num_processes, rank=accelerator.process_index,
-                                 shuffle=True, seed=args.seed)
-    # The loader gets its own generator: iterating it must not draw from the global random state,
-    # which the checkpoints save and restore for dropout.
-    batches = DataLoader(train_ds, batch_size=args.batch_size, sampler=sampler,
-                         collate_fn=training.collator(tokenizer), generator=torch.Generator().manual_seed(args.seed))
+    with phases("tokenization"):
+        tokenized = {
+            s: training.tokenize(_dataset(*v), tokenizer, pair_field="pair" if pair_col else None,
+                                 max_length=args.max_length)
+            for s, v in splits.items()
+        }
+        train_ds = tokenized["train"].select_columns([c for c in tokenized["train"].column_names
+                                                      if c in training.MODEL_INPUTS])
+        # Batches of similar length, as in the lessons; the order of each epoch depends only on the seed and the
+        # epoch (a resumed run draws the same batches), and each process takes its share.
+        sampler = training.GroupedSampler([len(ids) for ids in train_ds["input_ids"]], args.batch_size, seed=args.seed,
+                                          num_replicas=accelerator.num_processes, rank=accelerator.process_index)
+        batches = DataLoader(train_ds, batch_size=args.batch_size, sampler=sampler,
+                             collate_fn=training.collator(tokenizer))
     total_steps = args.epochs * len(batches)
     optimizer, scheduler = training.optimizer_and_schedule(model, args.lr, args.weight_decay, args.warmup_ratio,
                                                            total_steps, device)
@@ -1005,20 +1139,22 @@ def run(args) -> int:
 
     options = {k: getattr(args, k) for k in RESUME_KEYS}
     state = {**training.new_state(), "options": options, "processes": accelerator.num_processes,
-             "data_fingerprint": loaded.fingerprint, "labels": label_names}
+             "data_fingerprint": loaded.fingerprint, "labels": label_names, "best": None}
+    best = {"weights": None}  # the trainable weights of the best epoch so far (main process)
     ckpt_dir = plan.work / CHECKPOINT_DIR
     if args.resume:
         path = latest_checkpoint(ckpt_dir)
         check_resumable(path, options, accelerator.num_processes, loaded.fingerprint, label_names)
-        state = load_checkpoint(path, inner, optimizer, scheduler, accelerator.scaler)
+        state = load_checkpoint(path, inner, optimizer, scheduler, accelerator.scaler, best)
         if main:
             print(f"resuming from {path.name}: epoch {state['epoch']}, step {state['step']} of {total_steps}")
 
     def checkpoint(state, model=None):
-        accelerator.wait_for_everyone()
-        if main:
-            save_checkpoint(ckpt_dir, inner, optimizer, scheduler, state, accelerator.scaler)
-        accelerator.wait_for_everyone()
+        with phases("checkpoints"):
+            accelerator.wait_for_everyone()
+            if main:
+                save_checkpoint(ckpt_dir, inner, optimizer, scheduler, state, accelerator.scaler, best["weights"])
+            accelerator.wait_for_everyone()
 
     def on_step(state, model):
         at_stop = args.stop_after is not None and state["step"] >= args.stop_after
@@ -1029,7 +1165,18 @@ def run(args) -> int:
     def evaluate_epoch(model):
         if "validation" not in tokenized or not main:
             return {}
-        return {f"val_{k}": v for k, v in training.evaluate(inner, tokenized["validation"], tokenizer, device=device).items()}
+        with phases("validation"):
+            return {f"val_{k}": v
+                    for k, v in training.evaluate(inner, tokenized["validation"], tokenizer, device=device).items()}
+
+    def on_epoch(state, model):
+        scores = state["history"].get("val_macro_f1")
+        if main and scores and (state["best"] is None or scores[-1] > state["best"]["val_macro_f1"]):
+            state["best"] = {"epoch": state["epoch"] - 1, "val_macro_f1": scores[-1]}
+            if state["epoch"] - 1 < args.epochs and args.keep_epoch == "best":  # the last epoch's model is at hand
+                best["weights"] = _trainable(inner)
+        if state["epoch"] <= args.epochs or args.keep_checkpoints:  # after the last epoch the run writes its model
+            checkpoint(state)
 
     class_loss = training.classification_loss(weights)
 
@@ -1046,7 +1193,7 @@ def run(args) -> int:
         try:
             training.loop(model, batches, optimizer, scheduler, loss_fn, epochs=args.epochs,
                           max_grad_norm=args.max_grad_norm, device=device, state=state, accelerator=accelerator,
-                          evaluate_epoch=evaluate_epoch, on_step=on_step, on_epoch=checkpoint,
+                          evaluate_epoch=evaluate_epoch, on_step=on_step, on_epoch=on_epoch,
                           progress=main and not args.quiet)
         except training.NonFiniteLoss as err:
             raise NonFiniteError(non_finite_message(err, args.lr, args.weight_decay, precision)) from None
@@ -1061,13 +1208,23 @@ def run(args) -> int:
         else:
             code = 0
             if main:
-                metrics = {"options": options, "processes": accelerator.num_processes, "device": str(device),
-                           "precision": precision, "examples": {s: len(v[2]) for s, v in splits.items()},
+                kept = args.epochs
+                if args.keep_epoch == "best" and state["best"] is not None:
+                    kept = state["best"]["epoch"]
+                    if kept != args.epochs:
+                        inner.load_state_dict({n: w.to(device) for n, w in best["weights"].items()}, strict=False)
+                metrics = {"options": {**options, "keep_epoch": args.keep_epoch}, "processes": accelerator.num_processes,
+                           "device": str(device), "precision": precision, "precision_reason": precision_reason,
+                           "examples": {s: len(v[2]) for s, v in splits.items()},
+                           "validation_split": loaded.validation, "epoch_kept": kept,
+                           "epoch_kept_by": ("best validation macro-F1" if args.keep_epoch == "best" and state["best"]
+                                             else "last epoch (--keep-epoch last)" if args.keep_epoch == "last"
+                                             else "last epoch (no validation split)"),
                            "labels": label_names, "data_fingerprint": state["data_fingerprint"],
                            "parameters": n_trainable, "train_seconds": state["seconds"]}
                 write_outputs(plan, inner, tokenizer, tokenized, metrics, state["history"],
                               title=f"{args.data}: {args.strategy}, {accelerator.num_processes} process(es)",
-                              keep_checkpoints=args.keep_checkpoints, device=device)
+                              keep_checkpoints=args.keep_checkpoints, device=device, phases=phases)
     except BaseException as err:
         if main and (isinstance(err, NonFiniteError) or plan.replace):
             discard_output(plan)
@@ -1078,32 +1235,39 @@ def run(args) -> int:
 
 
 def write_outputs(plan: OutputPlan, model, tokenizer, tokenized: dict, metrics: dict, history: dict, title: str,
-                  keep_checkpoints: bool, device) -> None:
+                  keep_checkpoints: bool, device, phases: Phases) -> None:
     """Write the finished run (model, labels, metrics with test scores, curve), then mark and swap it in."""
     from . import training
     from .evaluation import scores
 
     work = plan.work
-    final = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
-    final.save_pretrained(work / "model", safe_serialization=True)
-    tokenizer.save_pretrained(work / "model")
-    (work / "labels.json").write_text(json.dumps(metrics["labels"], indent=1))
+    with phases("saving"):
+        final = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+        final.save_pretrained(work / "model", safe_serialization=True)
+        tokenizer.save_pretrained(work / "model")
+        (work / "labels.json").write_text(json.dumps(metrics["labels"], indent=1))
+    kept = metrics["epoch_kept"]
     metrics.update(history=history, test=None,
-                   validation={k[4:]: v[-1] for k, v in history.items() if k.startswith("val_")} or None)
+                   validation={k[4:]: v[kept - 1] for k, v in history.items() if k.startswith("val_")} or None)
     if "test" in tokenized:
-        logits = training.predict(final, tokenized["test"], tokenizer, device=device)
-        metrics["test"] = scores(tokenized["test"]["labels"], logits.argmax(-1))
-    (work / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    _plot(history, work / "curve.png", title=title)
+        with phases("test"):
+            logits = training.predict(final, tokenized["test"], tokenizer, device=device)
+            metrics["test"] = scores(tokenized["test"]["labels"], logits.argmax(-1))
+    with phases("plot"):
+        _plot(history, work / "curve.png", title=title, kept=kept)
     if not keep_checkpoints:
         remove_checkpoints(work / CHECKPOINT_DIR)
+    metrics["phase_seconds"] = {"training": metrics["train_seconds"], **phases.seconds}
+    (work / "metrics.json").write_text(json.dumps(metrics, indent=1))
     finish_output(plan)
     summary = metrics["test"] or metrics["validation"] or {}
-    print(f"done in {metrics['train_seconds']:.0f} s on {metrics['processes']} process(es); "
+    which = "test" if metrics["test"] else "validation"
+    print(f"done in {metrics['train_seconds']:.0f} s on {metrics['processes']} process(es); kept the model of epoch "
+          f"{kept} of {len(history['epoch'])} ({metrics['epoch_kept_by']}); {which} "
           + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()) + f"; written to {plan.output}")
 
 
-def _plot(history, path: Path, title: str) -> None:
+def _plot(history, path: Path, title: str, kept: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1113,6 +1277,8 @@ def _plot(history, path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
     plot_history(history, ax=ax, title=title)
+    ax.axvline(history["epoch_step"][kept - 1], color="0.5", linestyle=":", label=f"model kept (epoch {kept})")
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -168,6 +168,39 @@ def loader(
     )
 
 
+class GroupedSampler:
+    """The examples of one process, in batches of similar length, reshuffled each epoch.
+
+    :func:`loader`'s ``group_by_length`` order (``transformers``' ``LengthGroupedSampler``)
+    for a run that must restart mid-epoch and may be split over processes: the order of
+    epoch ``e`` depends only on ``seed + e`` (``set_epoch``, as ``DistributedSampler``),
+    and ``num_replicas`` processes each take every ``num_replicas``-th index of a
+    global order grouped in batches of ``batch_size × num_replicas``, so each process's
+    batch holds texts of similar length. The order is padded with its first indices to
+    a multiple of ``num_replicas`` (as ``DistributedSampler`` does).
+    """
+
+    def __init__(self, lengths, batch_size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0):
+        self.lengths, self.batch_size, self.seed = list(lengths), batch_size, seed
+        self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.num_replicas)
+
+    def __iter__(self):
+        import torch
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = list(LengthGroupedSampler(self.batch_size * self.num_replicas, lengths=self.lengths,
+                                          generator=generator))
+        order += order[: len(self) * self.num_replicas - len(order)]
+        return iter(order[self.rank :: self.num_replicas])
+
+
 # --------------------------------------------------------------------------- the loop
 
 

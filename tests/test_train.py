@@ -133,10 +133,18 @@ def test_bad_option_values(tmp_path, capsys):
     assert code == 2 and "contradict" in err
 
 
-def test_mixed_precision_is_off_on_cpu():
-    assert train.choose_precision("auto", "cpu") == "no"
+def test_mixed_precision_is_off_on_cpu_and_for_small_models_on_cuda(monkeypatch):
+    assert train.choose_precision("auto", "cpu", 22_000_000)[0] == "no"
     with pytest.raises(train.TrainError, match="needs a CUDA GPU"):
-        train.choose_precision("bf16", "cpu")
+        train.choose_precision("bf16", "cpu", 22_000_000)
+    # On CUDA, auto keeps fp32 (TF32) below the threshold and says why; an explicit choice is taken as given.
+    precision, reason = train.choose_precision("auto", "cuda", 22_700_000)
+    assert precision == "no" and "22.7M parameters" in reason and "TF32" in reason
+    assert train.choose_precision("fp16", "cuda", 22_700_000)[0] == "fp16"
+    monkeypatch.setattr("torch.cuda.is_bf16_supported", lambda: False)
+    assert train.choose_precision("auto", "cuda", train.MIXED_PRECISION_FROM)[0] == "fp16"
+    monkeypatch.setattr("torch.cuda.is_bf16_supported", lambda: True)
+    assert train.choose_precision("auto", "cuda", 10 * train.MIXED_PRECISION_FROM)[0] == "bf16"
 
 
 # --------------------------------------------------------------------------- a run, its outputs, resume
@@ -199,7 +207,7 @@ def test_interrupted_run_resumes_to_the_same_result(finished, small_csv, tmp_pat
     assert not (resumed / "metrics.json").exists()
     again = run_cli(*common)  # forgetting --resume does not wipe the interrupted run
     assert again.returncode == 2 and "--resume" in again.stderr
-    wrong = run_cli(*common[:-len(SMALL)], *SMALL[:-1], "--lr", "1e-4", "--quiet", "--resume")
+    wrong = run_cli(*common[:-len(SMALL)], *SMALL[:-1], "--lr", "3e-4", "--quiet", "--resume")
     assert wrong.returncode == 2 and "other options" in wrong.stderr and "lr" in wrong.stderr
     done = run_cli(*common, "--resume")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -296,3 +304,62 @@ def two_proc_reference(tmp_path_factory):
     result = run_cli(*TWO_PROC, "--batch-size", "16", "--output", out)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text())
+
+
+# --------------------------------------------------------------------------- the epoch kept
+
+
+def test_the_best_validation_epoch_is_kept_also_after_a_resume(tmp_path, monkeypatch):
+    """Validation macro-F1 that falls after epoch 1 (set by a stand-in evaluate): the written model is epoch 1's,
+    in an uninterrupted run and in one stopped in epoch 2 and resumed (the best weights travel in the checkpoint)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from finetune_utils import training
+
+    items = [{"text": f"message number {i} sounds {'great' if i % 2 else 'awful'}", "label": ["neg", "pos"][i % 2]}
+             for i in range(32)]
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items[:24]))
+    (folder / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items[24:]))
+    seen, scores = [], []
+
+    def evaluate(model, ds, tokenizer, **kwargs):
+        seen.append({n: p.detach().clone() for n, p in model.named_parameters()})
+        return {"macro_f1": scores.pop(0), "micro_f1": 0.0, "accuracy": 0.0}
+
+    monkeypatch.setattr(training, "evaluate", evaluate)
+    tiny = ["--data", folder, "--epochs", "3", "--max-length", "16", "--batch-size", "8", "--quiet"]  # 3 steps/epoch
+
+    def written(out):
+        metrics = json.loads((out / "metrics.json").read_text())
+        weights = load_file(str(out / "model" / "model.safetensors"))
+        return metrics, weights
+
+    scores[:] = [0.9, 0.5, 0.4]
+    assert train.main([str(a) for a in (*tiny, "--output", tmp_path / "whole")]) == 0
+    metrics, weights = written(tmp_path / "whole")
+    assert metrics["epoch_kept"] == 1 and metrics["epoch_kept_by"] == "best validation macro-F1"
+    assert metrics["validation"]["macro_f1"] == 0.9 and metrics["history"]["val_macro_f1"] == [0.9, 0.5, 0.4]
+    epoch1, last = seen[0], seen[2]
+    common = [n for n in weights if n in epoch1]
+    assert len(common) > 50
+    assert all(torch.equal(weights[n], epoch1[n]) for n in common)
+    assert not all(torch.equal(weights[n], last[n]) for n in common)
+
+    seen.clear()
+    scores[:] = [0.9]
+    out = tmp_path / "resumed"
+    assert train.main([str(a) for a in (*tiny, "--output", out, "--stop-after", "4")]) == train.STOPPED_EXIT_CODE
+    scores[:] = [0.5, 0.4]
+    assert train.main([str(a) for a in (*tiny, "--output", out, "--resume")]) == 0
+    metrics, resumed = written(out)
+    assert metrics["epoch_kept"] == 1 and all(torch.equal(resumed[n], weights[n]) for n in common)
+    assert not (out / train.CHECKPOINT_DIR).exists()
+
+    seen.clear()
+    scores[:] = [0.9, 0.5, 0.4]
+    assert train.main([str(a) for a in (*tiny, "--output", tmp_path / "last", "--keep-epoch", "last")]) == 0
+    metrics, kept_last = written(tmp_path / "last")
+    assert metrics["epoch_kept"] == 3 and all(torch.equal(kept_last[n], seen[2][n]) for n in common)

@@ -10,7 +10,7 @@ from finetune_utils import data, train
 
 def load(path, *extra):
     args = train.build_parser().parse_args(["--data", str(path), "--output", "unused", *extra])
-    return train.load_splits(args.data, args.text_column, args.pair_column, args.label_column)
+    return train.load_splits(args.data, args.text_column, args.pair_column, args.label_column, args.validation_share)
 
 
 def refused(path, *extra):
@@ -162,3 +162,51 @@ def test_course_data_set_is_read_with_a_fingerprint():
     texts, pairs, ids = loaded.splits["train"]
     assert isinstance(texts, list) and isinstance(pairs, list) and len(texts) == len(ids)
     assert len(loaded.fingerprint) == 32
+
+
+# --------------------------------------------------------------------------- a validation split when none is given
+
+
+def folder(tmp_path, counts, splits=("train", "test")):
+    """A folder with the given files; ``counts`` = rows per label in the training file."""
+    tmp_path.mkdir(exist_ok=True)
+    for split in splits:
+        lines = ["text,label"]
+        for label, n in counts.items():
+            n = n if split == "train" else 3
+            lines += [f"{split} message {i} about {label},{label}" for i in range(n)]
+        write(tmp_path / f"{split}.csv", "\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_validation_is_carved_from_train_stratified_and_said(tmp_path):
+    counts = {"a": 60, "b": 20, "c": 20}
+    loaded = load(folder(tmp_path, counts))
+    texts, _, ids = loaded.splits["validation"]
+    train_texts, _, train_ids = loaded.splits["train"]
+    assert len(ids) == 15 and len(train_ids) == 85 and not set(texts) & set(train_texts)
+    # stratified: each class keeps its share (60/20/20 of 15 rows), and every class stays in training
+    assert sorted(ids.count(i) for i in range(3)) == [3, 3, 9] and set(train_ids) == {0, 1, 2}
+    assert "carved" in loaded.validation and any("held out as the validation split" in n for n in loaded.notes)
+    assert load(folder(tmp_path, counts)).splits == loaded.splits  # the same rows every time (seed 0)
+    assert len(load(tmp_path, "--validation-share", "0.3").splits["validation"][2]) == 30
+
+
+def test_no_split_is_carved_when_a_validation_file_exists_or_it_is_turned_off(tmp_path):
+    given = load(folder(tmp_path / "given", {"a": 20, "b": 20}, splits=("train", "validation", "test")))
+    assert given.validation == "the validation file" and len(given.splits["train"][2]) == 40
+    off = load(folder(tmp_path / "off", {"a": 20, "b": 20}), "--validation-share", "0")
+    assert "validation" not in off.splits and off.validation.startswith("none")
+
+
+@pytest.mark.parametrize("counts, reason", [({"a": 8, "b": 8}, "16 rows"), ({"a": 30, "b": 1}, "'b' has 1 training row")])
+def test_too_little_training_data_is_not_carved_and_said(tmp_path, counts, reason):
+    loaded = load(folder(tmp_path, counts))
+    assert "validation" not in loaded.splits and sum(loaded.splits["train"][2]) == counts["b"]
+    assert reason in loaded.validation and any("last epoch" in n for n in loaded.notes)
+
+
+def test_validation_share_is_checked():
+    args = train.build_parser().parse_args(["--data", "x", "--output", "y", "--validation-share", "0.9"])
+    with pytest.raises(train.TrainError, match="--validation-share must be between 0 and 0.5"):
+        train.check_options(args)

@@ -198,7 +198,7 @@ def test_nan_loss_stops_with_no_model(ws, monkeypatch, capsys):
     code, err = cli(["--data", ws / "data", "--output", ws / "out", *TINY], capsys)
     assert code == 2
     assert "error: step 2 (epoch 1): the training loss is nan, so the run was stopped and no model was written" in err
-    assert "the learning rate is too high (--lr 5e-05" in err and "--weight-decay 0.01" in err
+    assert f"the learning rate is too high (--lr {train.DEFAULT_LR['full']}:" in err and "--weight-decay 0.01" in err
     assert not (ws / "out").exists()  # the folder this run created is removed again
 
 
