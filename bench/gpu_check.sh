@@ -3,10 +3,11 @@
 #
 #     bash bench/gpu_check.sh            # from the repository root, after `make setup`
 #
-# Prints: the GPU, then the wall time of the training command (full fine-tuning, LoRA,
-# head only) on support_sentiment with bf16/fp16 mixed precision, the same command on the
-# CPU for comparison (one strategy), and the runtime of lesson 03 with the larger GPU
-# settings (FINETUNE_COURSE_FULL=1). Nothing is downloaded; the outputs go to a temporary folder.
+# Prints: the GPU; the training command (full fine-tuning on support_sentiment) in each
+# precision (fp32 with TF32, bf16, fp16) and with --precision auto, their training times
+# side by side as ratios and what auto chose; LoRA and head-only runs; the same command on
+# the CPU for comparison; the command's phase table on the GPU (bench/command_phases.py);
+# and the runtime of lesson 03 with the larger GPU settings (FINETUNE_COURSE_FULL=1). Nothing is downloaded; the outputs go to a temporary folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -37,12 +38,29 @@ print(f"{sys.argv[2]:<28} wall {wall:6.1f} s  training {m['train_seconds']:6.1f}
 PYEOF
 }
 
-echo "--- the training command (support_sentiment, max length 128, 3 epochs)"
-run gpu-full      --device cuda --strategy full      --epochs 3 --max-length 128 --lr 1e-4
-run gpu-lora      --device cuda --strategy lora      --epochs 3 --max-length 128 --lr 1e-3
-run gpu-head-only --device cuda --strategy head_only --epochs 3 --max-length 128 --lr 1e-2
-run gpu-full-fp32 --device cuda --strategy full      --epochs 3 --max-length 128 --lr 1e-4 --precision no
-run cpu-full      --device cpu  --strategy full      --epochs 3 --max-length 128 --lr 1e-4
+echo "--- precision candidates: full fine-tuning, support_sentiment, max length 128, 3 epochs, batches of 16"
+run gpu-fp32-tf32 --device cuda --strategy full --epochs 3 --max-length 128 --precision no
+run gpu-bf16      --device cuda --strategy full --epochs 3 --max-length 128 --precision bf16
+run gpu-fp16      --device cuda --strategy full --epochs 3 --max-length 128 --precision fp16
+run gpu-auto      --device cuda --strategy full --epochs 3 --max-length 128
+"$PY" - "$OUT" <<'PYEOF'
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+t = {n: json.loads((out / n / "metrics.json").read_text()) for n in ("gpu-fp32-tf32", "gpu-bf16", "gpu-fp16", "gpu-auto")}
+base = t["gpu-fp32-tf32"]["train_seconds"]
+print("training time relative to fp32 (TF32): " + ", ".join(
+    f"{n[4:]} {m['train_seconds'] / base:.2f}x" for n, m in t.items()))
+print(f"auto chose {t['gpu-auto']['precision']} ({t['gpu-auto']['precision_reason']})")
+PYEOF
+
+echo "--- the other strategies, and the CPU for comparison"
+run gpu-lora      --device cuda --strategy lora      --epochs 3 --max-length 128
+run gpu-head-only --device cuda --strategy head_only --epochs 3 --max-length 128
+run cpu-full      --device cpu  --strategy full      --epochs 3 --max-length 128
+
+echo "--- where the command's wall time goes on the GPU"
+"$PY" bench/command_phases.py -- --device cuda
 
 echo "--- lesson 03 with the larger settings (FINETUNE_COURSE_FULL=1)"
 FINETUNE_COURSE_FULL=1 "$PY" tools/run_all.py solutions/03_freezing_and_lora.ipynb | tail -6

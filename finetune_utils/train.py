@@ -18,8 +18,10 @@ It runs unchanged on several processes (CPU with gloo, or several GPUs)::
 * ``model/``: the fine-tuned model (safetensors; LoRA adapters merged in) and its
   tokenizer; it loads with ``AutoModelForSequenceClassification.from_pretrained``;
 * ``labels.json``: the label names in id order;
-* ``metrics.json``: the options, per-epoch validation scores, test scores, seconds;
-* ``curve.png``: training loss per step and validation macro-F1 per epoch;
+* ``metrics.json``: the options, per-epoch validation scores, the test scores of the model
+  written, where the validation split came from, the epoch kept, the precision and why,
+  seconds per phase;
+* ``curve.png``: training loss per step, validation macro-F1 per epoch, the epoch kept;
 * ``checkpoints/``: the last checkpoint while training runs (for ``--resume``);
   removed at the end unless ``--keep-checkpoints`` (only the files the command
   wrote there: anything else is left, and so is the folder that holds it).
@@ -27,6 +29,12 @@ It runs unchanged on several processes (CPU with gloo, or several GPUs)::
 The training itself is the package's one loop (``training.loop``, the loop of the
 lessons' ``training.train``); this module adds the options, the data reading, the
 output folder's safety, checkpoints and ``accelerate``.
+
+Its defaults are meant for data that is not the course's: a folder without a validation
+file gets a stratified validation split carved from its training file; the model written
+is the epoch with the best validation macro-F1; batches group texts of similar length;
+each strategy has its own learning rate (``DEFAULT_LR``); on CUDA, ``--precision auto``
+keeps fp32 with TF32 for small models, where mixed precision is slower (:func:`choose_precision`).
 
 Nothing the command did not write is ever deleted. Every option, the data and the
 model are checked before anything is written. ``--overwrite`` replaces only a folder
@@ -76,10 +84,10 @@ BEST_FILE = "best.safetensors"
 RESUME_KEYS = ("data", "text_column", "pair_column", "label_column", "model", "strategy", "k", "lora_r",
                "epochs", "lr", "batch_size", "max_length", "seed", "warmup_ratio", "weight_decay", "max_grad_norm",
                "class_weights", "validation_share")
-#: The default peak learning rate of each strategy (``--lr`` not given). The full fine-tuning value comes from
-#: ``bench/lr_sweep.py`` over the course's sequence and pair data sets (table in the README); the others are the
-#: usual values of lesson 03, where each strategy trains with its own.
-DEFAULT_LR = {"full": 1e-4, "last_k": 1e-4, "lora": 1e-3, "head_only": 1e-2}
+#: The default peak learning rate of each strategy (``--lr`` not given). The full fine-tuning value is the best of
+#: ``bench/lr_sweep.py`` on each of the course's sequence and pair data sets (table in the README); the others are
+#: the values lessons 03 and 09 train those strategies with.
+DEFAULT_LR = {"full": 2e-4, "last_k": 2e-4, "lora": 2e-3, "head_only": 2e-2}
 #: Models below this many parameters train in fp32 (TF32 matrix products) under ``--precision auto`` on CUDA:
 #: for them autocast's casts cost more than half precision saves (``bench/gpu_check.sh`` prints the ratios).
 MIXED_PRECISION_FROM = 300_000_000

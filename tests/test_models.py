@@ -116,26 +116,6 @@ def test_warm_load_generates_sensible_text(fresh_cache):
     assert "Paris" in answer
 
 
-def test_corrupted_cache_is_detected_and_rebuilt(fresh_cache):
-    weights = fresh_cache / "model.safetensors"
-    size = weights.stat().st_size
-    with open(weights, "r+b") as fh:  # a half-written file
-        fh.truncate(size // 2)
-    with pytest.raises(models.ModelCacheError, match="bytes, the manifest says"):
-        models.check_cache(fresh_cache)
-    assert models.causal_lm_path() == fresh_cache
-    assert weights.stat().st_size == size
-    models.check_cache(fresh_cache, full=True)
-
-
-def test_unfinished_conversion_is_not_loaded(fresh_cache):
-    (fresh_cache / "manifest.json").unlink()
-    with pytest.raises(models.ModelCacheError, match="no manifest"):
-        models.check_cache(fresh_cache)
-    models.causal_lm_path()  # rebuilds
-    models.check_cache(fresh_cache)
-
-
 # --------------------------------------------------------------------------- integrity, on a tiny synthetic cache
 
 
@@ -160,6 +140,28 @@ def tiny_cache(tmp_path, monkeypatch):
     folder = models.causal_lm_path()
     assert len(conversions) == 1
     return folder, conversions
+
+
+def test_truncated_weights_are_detected_and_rebuilt(tiny_cache):
+    folder, conversions = tiny_cache
+    weights = folder / "model.safetensors"
+    size = weights.stat().st_size
+    with open(weights, "r+b") as fh:  # a half-written file
+        fh.truncate(size // 2)
+    with pytest.raises(models.ModelCacheError, match="bytes, the manifest says"):
+        models.check_cache(folder)
+    assert models.causal_lm_path() == folder and len(conversions) == 2
+    assert weights.stat().st_size == size
+    models.check_cache(folder, full=True)
+
+
+def test_unfinished_conversion_is_not_loaded(tiny_cache):
+    folder, conversions = tiny_cache
+    (folder / "manifest.json").unlink()
+    with pytest.raises(models.ModelCacheError, match="no manifest"):
+        models.check_cache(folder)
+    assert models.causal_lm_path() == folder and len(conversions) == 2  # rebuilt
+    models.check_cache(folder)
 
 
 def _flip_inside_a_tensor(path):
