@@ -1135,8 +1135,10 @@ def run(args) -> int:
         # epoch (a resumed run draws the same batches), and each process takes its share.
         sampler = training.GroupedSampler([len(ids) for ids in train_ds["input_ids"]], args.batch_size, seed=args.seed,
                                           num_replicas=accelerator.num_processes, rank=accelerator.process_index)
+        # The loader gets its own generator: iterating it must not draw from the global random state,
+        # which the checkpoints save and restore for dropout.
         batches = DataLoader(train_ds, batch_size=args.batch_size, sampler=sampler,
-                             collate_fn=training.collator(tokenizer))
+                             collate_fn=training.collator(tokenizer), generator=torch.Generator().manual_seed(args.seed))
     total_steps = args.epochs * len(batches)
     optimizer, scheduler = training.optimizer_and_schedule(model, args.lr, args.weight_decay, args.warmup_ratio,
                                                            total_steps, device)
