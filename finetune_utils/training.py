@@ -177,7 +177,9 @@ class GroupedSampler:
     and ``num_replicas`` processes each take every ``num_replicas``-th index of a
     global order grouped in batches of ``batch_size × num_replicas``, so each process's
     batch holds texts of similar length. The order is padded with its first indices to
-    a multiple of ``num_replicas`` (as ``DistributedSampler`` does).
+    a multiple of ``num_replicas`` (as ``DistributedSampler`` does). Like ``LengthGroupedSampler``
+    it sorts groups of up to 50 batches, at most a quarter of the data each: a set of fewer than
+    8 global batches is only sorted within each batch.
     """
 
     def __init__(self, lengths, batch_size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0):

@@ -266,13 +266,13 @@ def test_incomplete_checkpoint_is_reported(tmp_path):
 
 # --------------------------------------------------------------------------- several processes
 
-#: bench/train_processes.py (2026-11-28, 2 cores): single-process test macro-F1 with the TWO_PROC
-#: settings over seeds 0, 1, 2 spans 0.615..0.635 (spread 0.020); 2 processes x 8, seed 0: 0.635
-#: (1 process x 16, seed 0: 0.635). A 2-process run with the same global batch must land within
-#: this tolerance of the single-process run of the same seed (2.5 x the measured seed spread,
-#: for other machines' different float summation order).
+#: One epoch, max length 64. The 2 processes x 8 take exactly the 1 x 16 run's batches (training.GroupedSampler
+#: splits each global batch of 16 between them) from the same initial weights; only dropout's random draws and
+#: the float summation order differ. Measured (2026-12-05, 2 cores, seed 0): 1 x 16 test macro-F1 0.533,
+#: 2 x 8 0.548 (torchrun and accelerate alike). Across seeds 0-2 one epoch spans 0.533..0.693: the band is about
+#: the processes, not about the seed, and is 3 x the measured difference.
 BAND = 0.05
-TWO_PROC = ["--data", "support_sentiment", "--max-length", "64", "--epochs", "2", "--seed", "0", "--quiet"]
+TWO_PROC = ["--data", "support_sentiment", "--max-length", "64", "--epochs", "1", "--seed", "0", "--quiet"]
 
 
 @pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])

@@ -300,3 +300,33 @@ def test_train_is_lesson_02s_loop(small, tokenizer):
     assert namespace["step_loss"] == packaged["loss"]
     assert namespace["step_lr"] == packaged["lr"]
     assert namespace["val_f1"] == packaged["val_macro_f1"]
+
+
+def test_grouped_sampler_splits_each_global_batch_between_processes_and_reshuffles_per_epoch():
+    import random
+
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 120) for _ in range(641)]  # sorted in groups of 10 batches
+
+    def batches(replicas, rank, epoch, size=8):
+        sampler = training.GroupedSampler(lengths, size, seed=3, num_replicas=replicas, rank=rank)
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        assert len(order) == len(sampler)
+        return [order[i:i + size] for i in range(0, len(order), size)]
+
+    one = batches(1, 0, epoch=1, size=16)
+    assert sorted(i for b in one for i in b) == list(range(641))  # every example once
+    two = [batches(2, r, epoch=1) for r in (0, 1)]
+    assert len(two[0]) == len(two[1]) == len(one)  # the same number of steps on each process
+    # the two processes' batches of a step together are the single process's batch (the last one padded by one)
+    for k, batch in enumerate(one):
+        assert set(two[0][k]) | set(two[1][k]) == set(batch) | ({one[0][0]} if k == len(one) - 1 else set())
+    assert batches(1, 0, epoch=1, size=16) == one and batches(1, 0, epoch=2, size=16) != one  # set_epoch reshuffles
+
+    def padding(bs):
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in bs)
+
+    shuffled = list(range(641))
+    random.Random(1).shuffle(shuffled)
+    assert padding(one) < padding([shuffled[i:i + 16] for i in range(0, 641, 16)]) / 2
