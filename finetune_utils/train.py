@@ -22,7 +22,8 @@ It runs unchanged on several processes (CPU with gloo, or several GPUs)::
   written, where the validation split came from, the epoch kept, the precision and why,
   seconds per phase;
 * ``curve.png``: training loss per step, validation macro-F1 per epoch, the epoch kept;
-* ``checkpoints/``: the last checkpoint while training runs (for ``--resume``);
+* ``checkpoints/``: the last checkpoint while training runs (for ``--resume``; written at the
+  end of each epoch but the last, with the best epoch's weights when they are not the latest);
   removed at the end unless ``--keep-checkpoints`` (only the files the command
   wrote there: anything else is left, and so is the folder that holds it).
 
@@ -843,7 +844,8 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict, scal
     trainable = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
     save_file(trainable, str(tmp / "trainable.safetensors"))
     files = CHECKPOINT_FILES
-    if best is not None:
+    at_best = state.get("best") and state["best"]["epoch"] == state["epoch"] - 1 and state["step_in_epoch"] == 0
+    if best is not None and not at_best:  # at the end of the best epoch, the trainable weights are the best ones
         save_file({n: w.contiguous() for n, w in best.items()}, str(tmp / BEST_FILE))
         files += (BEST_FILE,)
     torch.save(
@@ -951,6 +953,9 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, scaler=None, best: 
         state = json.loads((path / "state.json").read_text())
         if best is not None and (path / BEST_FILE).is_file():
             best["weights"] = load_file(str(path / BEST_FILE))
+        elif (best is not None and state.get("best") and state["best"]["epoch"] == state["epoch"] - 1
+              and state["step_in_epoch"] == 0):
+            best["weights"] = {n: w.clone() for n, w in weights.items()}  # saved at the end of the best epoch
     except Exception as err:  # safetensors, pickle and JSON errors of a file damaged before its checksum was taken
         raise TrainError(f"the checkpoint {path} cannot be read ({type(err).__name__}: {str(err)[:120]}); "
                          "start the run again with --overwrite") from None

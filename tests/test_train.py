@@ -364,3 +364,33 @@ def test_the_best_validation_epoch_is_kept_also_after_a_resume(tmp_path, monkeyp
     assert train.main([str(a) for a in (*tiny, "--output", tmp_path / "last", "--keep-epoch", "last")]) == 0
     metrics, kept_last = written(tmp_path / "last")
     assert metrics["epoch_kept"] == 3 and all(torch.equal(kept_last[n], seen[2][n]) for n in common)
+
+
+def test_best_weights_are_saved_only_when_they_are_not_the_current_ones(tmp_path):
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    from finetune_utils import freezing, heads
+
+    model = freezing.apply_strategy(heads.classifier(["a", "b"], seed=0), "head_only")
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    scheduler = get_linear_schedule_with_warmup(optimizer, 1, 10)
+    current = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    older = {n: w + 1 for n, w in current.items()}
+    # the end of epoch 1, the best so far: its weights are the checkpoint's own, no second copy
+    at_best = {"step": 3, "epoch": 2, "step_in_epoch": 0, "best": {"epoch": 1, "val_macro_f1": 0.8}}
+    path = train.save_checkpoint(tmp_path / "a", model, optimizer, scheduler, at_best, best=current)
+    assert not (path / train.BEST_FILE).exists()
+    restored = {"weights": None}
+    train.load_checkpoint(train.latest_checkpoint(tmp_path / "a"), model, optimizer, scheduler, best=restored)
+    assert all(torch.equal(restored["weights"][n], current[n]) for n in current)
+    # later (epoch 2 was worse): the best epoch's weights travel beside the current ones, checksummed
+    later = {"step": 6, "epoch": 3, "step_in_epoch": 0, "best": {"epoch": 1, "val_macro_f1": 0.8}}
+    path = train.save_checkpoint(tmp_path / "b", model, optimizer, scheduler, later, best=older)
+    assert train.BEST_FILE in json.loads((path / train.CHECKSUMS).read_text())
+    restored = {"weights": None}
+    train.load_checkpoint(train.latest_checkpoint(tmp_path / "b"), model, optimizer, scheduler, best=restored)
+    assert all(torch.equal(restored["weights"][n], older[n]) for n in older)
+    (path / train.BEST_FILE).write_bytes(b"damaged")
+    with pytest.raises(train.TrainError, match="best.safetensors has"):
+        train.latest_checkpoint(tmp_path / "b")
