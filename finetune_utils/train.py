@@ -89,8 +89,10 @@ RESUME_KEYS = ("data", "text_column", "pair_column", "label_column", "model", "s
 #: ``bench/lr_sweep.py`` on each of the course's sequence and pair data sets (table in the README); the others are
 #: the values lessons 03 and 09 train those strategies with.
 DEFAULT_LR = {"full": 2e-4, "last_k": 2e-4, "lora": 2e-3, "head_only": 2e-2}
-#: Models below this many parameters train in fp32 (TF32 matrix products) under ``--precision auto`` on CUDA:
-#: for them autocast's casts cost more than half precision saves (``bench/gpu_check.sh`` prints the ratios).
+#: Models below this many parameters train in fp32 (TF32 matrix products) under ``--precision auto`` on CUDA. For
+#: the course's 22.7M-parameter encoder bf16 autocast was measured slower than fp32 (its casts cost more than half
+#: precision saves); the boundary itself is a rule of thumb, not a measurement (``bench/gpu_check.sh`` prints the
+#: ratios for the packaged encoder on your GPU).
 MIXED_PRECISION_FROM = 300_000_000
 #: Fewest training rows, and fewest per class, from which a validation split is carved when none is given.
 MIN_CARVE_ROWS, MIN_CARVE_PER_CLASS = 20, 2
@@ -692,7 +694,7 @@ def load_splits(data: str, text_column: str = "text", pair_column: str | None = 
             raise TrainError(str(err)) from None
         text_col, pair_col = (schema.text_fields + (None,))[:2]
         out = {s: (list(ds[s][text_col]), list(ds[s][pair_col]) if pair_col else None, list(ds[s]["label"])) for s in ds}
-        return Loaded(out, list(names), pair_col, fingerprint(out, list(names)), [], f"the course data set's validation split")
+        return Loaded(out, list(names), pair_col, fingerprint(out, list(names)), [], "the course data set's validation split")
 
     wanted = [c for c in (text_column, pair_column, label_column) if c is not None]
     source = Path(data)
@@ -1012,8 +1014,8 @@ def choose_precision(requested: str, device_type: str, parameters: int) -> tuple
     Mixed precision on CUDA only. ``auto`` keeps fp32 (with TF32 matrix products) for a
     model under ``MIXED_PRECISION_FROM`` parameters: for a small encoder in small batches,
     autocast's casts cost more than half precision saves, so bf16 is slower than fp32
-    there (``bench/gpu_check.sh`` prints the ratios); larger models take bf16 where the GPU
-    supports it, else fp16.
+    there (``bench/gpu_check.sh`` prints the ratios); larger models, where half precision's
+    cheaper matrix products dominate, take bf16 where the GPU supports it, else fp16.
     """
     if device_type != "cuda":
         if requested in ("bf16", "fp16"):
@@ -1023,7 +1025,7 @@ def choose_precision(requested: str, device_type: str, parameters: int) -> tuple
         return requested, f"--precision {requested}"
     if parameters < MIXED_PRECISION_FROM:
         return "no", (f"auto: fp32 with TF32 matrix products, as the model has {parameters / 1e6:.1f}M parameters "
-                      f"(mixed precision pays from {MIXED_PRECISION_FROM // 10**6}M)")
+                      f"(mixed precision is used from {MIXED_PRECISION_FROM // 10**6}M)")
     import torch
 
     half = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
