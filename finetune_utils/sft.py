@@ -26,7 +26,7 @@ import numpy as np
 from . import data, env
 from .data import IGNORE_INDEX  # noqa: F401  (lesson 07 reads sft.IGNORE_INDEX)
 from .prompting import chat_prompt, end_of_turn_id, require_chat_template
-from .training import adamw, loop, new_state
+from .training import GroupedSampler, adamw, loop, new_state
 
 
 
@@ -176,27 +176,6 @@ class Collator:
         return batch
 
 
-def batch_indices(n: int, batch_size: int, shuffle: bool = True, seed: int = 0, lengths=None) -> list[list[int]]:
-    """Split ``range(n)`` into batches; with ``lengths``, group examples of similar length.
-
-    Length grouping (shuffle, then sort by length inside windows of 8 batches, then
-    shuffle the batches) keeps the randomness of the order but wastes little on padding.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    order = list(range(n))
-    rng = random.Random(seed)
-    if shuffle:
-        rng.shuffle(order)
-    if lengths is not None:
-        window = 8 * batch_size
-        order = [i for s in range(0, n, window) for i in sorted(order[s : s + window], key=lambda i: lengths[i])]
-    batches = [order[s : s + batch_size] for s in range(0, n, batch_size)]
-    if shuffle and lengths is not None:
-        rng.shuffle(batches)
-    return batches
-
-
 # --------------------------------------------------------------------------- model
 
 
@@ -244,8 +223,8 @@ def response_loss(model, examples, pad_id: int, batch_size: int = 8) -> dict:
     total, tokens = 0.0, 0
     model.eval()
     with torch.inference_mode():
-        for idx in batch_indices(len(examples), batch_size, shuffle=False):
-            batch = {k: v.to(device) for k, v in collate([examples[i] for i in idx]).items()}
+        for start in range(0, len(examples), batch_size):
+            batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size]).items()}
             loss_sum, n = batch_loss(model, batch, reduction="sum")
             total, tokens = total + float(loss_sum), tokens + n
     mean = total / tokens
@@ -306,10 +285,13 @@ def train(
     if not params:
         raise ValueError("the model has no trainable parameters: add LoRA adapters (freezing.apply_lora) or unfreeze some")
     env.seed_everything(seed)
-    lengths = [len(e["input_ids"]) for e in examples] if group_by_length else None
+    # Each epoch's order: batches of similar length (training.GroupedSampler, as the encoder's training) or shuffled.
+    sampler = GroupedSampler([len(e["input_ids"]) for e in examples], batch_size, seed=seed)
     order = []
     for epoch in range(math.ceil(epochs)):
-        order += batch_indices(len(examples), batch_size, shuffle=True, seed=seed + epoch, lengths=lengths)
+        sampler.set_epoch(epoch)
+        indices = list(sampler) if group_by_length else random.Random(seed + epoch).sample(range(len(examples)), len(examples))
+        order += [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
     order = order[: max(1, round(epochs * len(examples) / batch_size))]
     # one pass of the package's loop over this list of batches (fractional epochs included)
     batches = DataLoader(examples, batch_sampler=order, collate_fn=Collator(pad_id, pad_to))

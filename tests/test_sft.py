@@ -104,18 +104,6 @@ def test_collator_pads_with_the_pad_id_and_ignored_labels(tokenizer):
         sft.Collator(None)
 
 
-def test_batch_indices_cover_every_example_once_and_grouping_cuts_padding():
-    lengths = [(i * 37) % 101 + 5 for i in range(64)]
-    for grouped in (None, lengths):
-        batches = sft.batch_indices(64, 8, seed=1, lengths=grouped)
-        assert sorted(i for b in batches for i in b) == list(range(64)) and all(len(b) == 8 for b in batches)
-
-    def padding(batches):
-        return sum(len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b) for b in batches)
-
-    assert padding(sft.batch_indices(64, 8, seed=1, lengths=lengths)) < padding(sft.batch_indices(64, 8, seed=1)) / 2
-
-
 def test_batch_loss_equals_transformers_loss_and_ignores_padding(lm):
     model, tokenizer = lm
     examples = [sft.build_example(tokenizer, CHAT), sft.build_example(tokenizer, CHAT_LONG)]
