@@ -59,6 +59,7 @@ status 2 and no model written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import io
@@ -68,6 +69,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -823,6 +825,12 @@ def _dataset(texts, pairs, labels):
 # --------------------------------------------------------------------------- checkpoints
 
 
+def _at_best_epoch_end(state: dict) -> bool:
+    """Whether a checkpoint of this state is taken at the end of the best epoch (its weights are the best ones)."""
+    best = state.get("best")
+    return bool(best) and best["epoch"] == state["epoch"] - 1 and state["step_in_epoch"] == 0
+
+
 def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict, scaler=None, best=None) -> Path:
     """Write a checkpoint atomically and point ``folder/latest`` at it.
 
@@ -846,8 +854,7 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict, scal
     trainable = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
     save_file(trainable, str(tmp / "trainable.safetensors"))
     files = CHECKPOINT_FILES
-    at_best = state.get("best") and state["best"]["epoch"] == state["epoch"] - 1 and state["step_in_epoch"] == 0
-    if best is not None and not at_best:  # at the end of the best epoch, the trainable weights are the best ones
+    if best is not None and not _at_best_epoch_end(state):  # there, the trainable weights are the best ones
         save_file({n: w.contiguous() for n, w in best.items()}, str(tmp / BEST_FILE))
         files += (BEST_FILE,)
     torch.save(
@@ -955,8 +962,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, scaler=None, best: 
         state = json.loads((path / "state.json").read_text())
         if best is not None and (path / BEST_FILE).is_file():
             best["weights"] = load_file(str(path / BEST_FILE))
-        elif (best is not None and state.get("best") and state["best"]["epoch"] == state["epoch"] - 1
-              and state["step_in_epoch"] == 0):
+        elif best is not None and _at_best_epoch_end(state):
             best["weights"] = {n: w.clone() for n, w in weights.items()}  # saved at the end of the best epoch
     except Exception as err:  # safetensors, pickle and JSON errors of a file damaged before its checksum was taken
         raise TrainError(f"the checkpoint {path} cannot be read ({type(err).__name__}: {str(err)[:120]}); "
@@ -1047,19 +1053,13 @@ class Phases:
     def __init__(self):
         self.seconds = {}
 
+    @contextlib.contextmanager
     def __call__(self, name: str):
-        import contextlib
-        import time
-
-        @contextlib.contextmanager
-        def timed():
-            start = time.perf_counter()
-            try:
-                yield
-            finally:
-                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
-
-        return timed()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
 def _trainable(model) -> dict:
