@@ -151,13 +151,18 @@ def hub_errors(name):
 # --------------------------------------------------------------------------- encoder
 
 
-def load_encoder_tokenizer(name_or_path=None):
-    """The encoder's tokenizer (the packaged MiniLM's unless a name or folder is given)."""
+def load_tokenizer(name_or_path, packaged: PackagedModel, packaged_path):
+    """The tokenizer of a packaged model (``name_or_path`` None), a local folder or a hub name."""
     from transformers import AutoTokenizer
 
-    source, _ = resolve(name_or_path, ENCODER, encoder_path)
+    source, _ = resolve(name_or_path, packaged, packaged_path)
     with hub_errors(source):
         return AutoTokenizer.from_pretrained(str(source))
+
+
+def load_encoder_tokenizer(name_or_path=None):
+    """The encoder's tokenizer (the packaged MiniLM's unless a name or folder is given)."""
+    return load_tokenizer(name_or_path, ENCODER, encoder_path)
 
 
 def load_encoder(name_or_path=None, with_tokenizer: bool = True):
@@ -383,11 +388,7 @@ def causal_lm_path(rebuild: bool = False, verify: bool = False) -> Path:
 
 def load_causal_lm_tokenizer(name_or_path=None):
     """The causal LM's tokenizer, with its chat template."""
-    from transformers import AutoTokenizer
-
-    source, _ = resolve(name_or_path, CAUSAL_LM, causal_lm_path)
-    with hub_errors(source):
-        return AutoTokenizer.from_pretrained(str(source))
+    return load_tokenizer(name_or_path, CAUSAL_LM, causal_lm_path)
 
 
 def load_causal_lm(name_or_path=None, with_tokenizer: bool = True):

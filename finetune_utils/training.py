@@ -502,34 +502,31 @@ def evaluate(model, ds, tokenizer, batch_size: int = 64, device=None) -> dict:
 # --------------------------------------------------------------------------- Trainer
 
 
-def make_trainer(
-    model,
-    train_ds,
-    tokenizer,
-    val_ds=None,
-    *,
-    epochs: int = 3,
-    lr: float = 5e-5,
-    batch_size: int = 16,
-    warmup_ratio: float = 0.1,
-    weight_decay: float = 0.01,
-    max_grad_norm: float = 1.0,
-    seed: int = 0,
-    output_dir: str | None = None,
-    progress: bool = True,
-    group_by_length: bool = False,
-):
+TRAINER_SETTINGS = ("epochs", "lr", "batch_size", "warmup_ratio", "weight_decay", "max_grad_norm", "seed")
+
+
+def make_trainer(model, train_ds, tokenizer, val_ds=None, *, output_dir: str | None = None,
+                 progress: bool = True, group_by_length: bool = False, **settings):
     """The same fine-tuning set-up as :func:`train`, through ``transformers.Trainer``.
 
-    No checkpoints are written unless ``output_dir`` is given; no telemetry
-    (``report_to="none"``). Evaluates macro-F1 on ``val_ds`` after each epoch.
-    ``group_by_length`` batches texts of similar length together, as in :func:`train`.
+    ``settings`` are :func:`train`'s keyword arguments named in ``TRAINER_SETTINGS``
+    (``epochs``, ``lr``, ``batch_size``, ...), with :func:`train`'s defaults, read from its
+    signature so that the two set-ups cannot drift apart. No checkpoints are written
+    unless ``output_dir`` is given; no telemetry (``report_to="none"``). Evaluates
+    macro-F1 on ``val_ds`` after each epoch. ``group_by_length`` batches texts of
+    similar length together, as in :func:`train`.
     """
     import dataclasses
+    import inspect
     import tempfile
 
     from transformers import Trainer, TrainingArguments
 
+    unknown = sorted(set(settings) - set(TRAINER_SETTINGS))
+    if unknown:
+        raise TypeError(f"make_trainer() got unexpected settings {unknown}; it takes {list(TRAINER_SETTINGS)}")
+    defaults = inspect.signature(train).parameters
+    s = {name: settings.get(name, defaults[name].default) for name in TRAINER_SETTINGS}
     _check_labels(model, train_ds)
     task = _task_of(model)
 
@@ -542,19 +539,19 @@ def make_trainer(
 
     args = TrainingArguments(
         output_dir=output_dir or tempfile.mkdtemp(prefix="trainer-"),
-        num_train_epochs=epochs,
-        learning_rate=lr,
-        per_device_train_batch_size=batch_size,
+        num_train_epochs=s["epochs"],
+        learning_rate=s["lr"],
+        per_device_train_batch_size=s["batch_size"],
         per_device_eval_batch_size=64,
-        warmup_steps=warmup_ratio,  # a float below 1 is a ratio of the total steps
-        weight_decay=weight_decay,
-        max_grad_norm=max_grad_norm,
+        warmup_steps=s["warmup_ratio"],  # a float below 1 is a ratio of the total steps
+        weight_decay=s["weight_decay"],
+        max_grad_norm=s["max_grad_norm"],
         lr_scheduler_type="linear",
         eval_strategy="epoch" if val_ds is not None else "no",
         save_strategy="epoch" if output_dir else "no",
         logging_steps=5,
-        seed=seed,
-        data_seed=seed,
+        seed=s["seed"],
+        data_seed=s["seed"],
         report_to="none",
         disable_tqdm=not progress,
         dataloader_num_workers=0,

@@ -48,7 +48,8 @@ if not hasattr(_guard, "guarded_connect"):  # another sitecustomize was imported
 
 # The slow lane (`make test` runs everything; `make test-fast` deselects these): the lessons under
 # nbval, nbgrader's round and the browser test execute whole lessons; the multi-process and resume
-# runs of the training command start several processes.
+# runs of the training command start several processes; the tests that use a freshly converted SmolLM2
+# cache (tests/test_models.py's fresh_cache) convert the GGUF file from scratch.
 SLOW_FILES = {"test_jupyterlab_ui.py", "test_nbgrader.py", "test_book.py"}
 SLOW_TESTS = ("two_processes", "stop_with_not_implemented", "show_displays_a_widget_in_a_kernel", "toy_lesson")
 
@@ -58,7 +59,8 @@ LAST_FILES = ("test_book.py",)   # built from the lessons that nbval executes in
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.path.suffix == ".ipynb" or item.path.name in SLOW_FILES or any(s in item.name for s in SLOW_TESTS):
+        if (item.path.suffix == ".ipynb" or item.path.name in SLOW_FILES or any(s in item.name for s in SLOW_TESTS)
+                or "fresh_cache" in getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
     # testpaths runs tests/ before solutions/: move the book test after the lessons (stable order otherwise).
     items.sort(key=lambda item: item.path.name in LAST_FILES)

@@ -3,6 +3,7 @@
 Small slices (32-64 examples, max_length 32, one or two short epochs) keep every test to a few seconds.
 """
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +244,19 @@ def test_make_trainer_trains_without_checkpoints_or_telemetry(small, tokenizer):
     assert 0 <= metrics["eval_macro_f1"] <= 1
     written = list(Path(trainer.args.output_dir).rglob("*"))
     assert written == [], f"Trainer wrote files: {written[:5]}"
+
+
+def test_make_trainer_takes_trains_settings_and_defaults(small, tokenizer):
+    train, val, labels = small
+    model = heads.classifier(labels, seed=0)
+    trainer = training.make_trainer(model, train.select(range(32)), tokenizer, lr=3e-4, progress=False)
+    defaults = inspect.signature(training.train).parameters
+    assert trainer.args.learning_rate == 3e-4
+    assert trainer.args.num_train_epochs == defaults["epochs"].default
+    assert trainer.args.per_device_train_batch_size == defaults["batch_size"].default
+    assert trainer.args.weight_decay == defaults["weight_decay"].default
+    with pytest.raises(TypeError, match="learning_rate"):
+        training.make_trainer(model, train, tokenizer, learning_rate=3e-4)
 
 
 def test_eval_sets_record_scores_per_epoch_on_each_named_set(small, tokenizer):
