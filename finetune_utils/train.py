@@ -74,6 +74,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import data as course_data
+from .training import DEFAULT_LR  # the learning rate of each strategy when --lr is not given
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
@@ -87,10 +88,6 @@ BEST_FILE = "best.safetensors"
 RESUME_KEYS = ("data", "text_column", "pair_column", "label_column", "model", "strategy", "k", "lora_r",
                "epochs", "lr", "batch_size", "max_length", "seed", "warmup_ratio", "weight_decay", "max_grad_norm",
                "class_weights", "validation_share")
-#: The default peak learning rate of each strategy (``--lr`` not given). The full fine-tuning value is the best of
-#: ``bench/lr_sweep.py`` on each of the course's sequence and pair data sets (table in the README); the others are
-#: the values lessons 03 and 09 train those strategies with.
-DEFAULT_LR = {"full": 2e-4, "last_k": 2e-4, "lora": 2e-3, "head_only": 2e-2}
 #: Models below this many parameters train in fp32 (TF32 matrix products) under ``--precision auto`` on CUDA. For
 #: the course's 22.7M-parameter encoder bf16 autocast was measured slower than fp32 (its casts cost more than half
 #: precision saves); the boundary itself is a rule of thumb, not a measurement (``bench/gpu_check.sh`` prints the
