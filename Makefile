@@ -19,7 +19,7 @@ help:
 	@echo "make run-all  execute every notebook headless into _build/ and print a table"
 	@echo "make book     the executed lessons as a web site: _build/book/index.html (runs lessons whose code changed)"
 	@echo "make test     unit tests + every notebook executed with nbval (everything; what CI runs)"
-	@echo "make test-fast  the unit tests only: no lessons, no multi-process or browser runs"
+	@echo "make test-fast  the unit tests only: no lessons, no multi-process, browser or SmolLM2-conversion runs"
 	@echo "make bench    run the benchmark scripts in bench/"
 	@echo "make student  regenerate the student version notebooks/ from solutions/ (needs only nbformat)"
 	@echo "make score LESSON=03  run a lesson's student copy and print which exercises pass, with points"
