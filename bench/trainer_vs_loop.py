@@ -20,6 +20,7 @@ import argparse
 import time
 
 import numpy as np
+from transformers import PrinterCallback
 
 from finetune_utils import data, env, heads, models, training
 
@@ -47,6 +48,7 @@ def main() -> None:
         env.seed_everything(seed)
         model = heads.classifier(labels, seed=seed)
         trainer = training.make_trainer(model, tok["train"], tokenizer, seed=seed, progress=False, **SETTINGS)
+        trainer.remove_callback(PrinterCallback)  # without a progress bar, the Trainer prints every log line
         trainer.train()
         if seed == seeds[0]:
             groups = [(len(g["params"]), g["weight_decay"]) for g in trainer.optimizer.param_groups]
@@ -54,9 +56,9 @@ def main() -> None:
         scores["Trainer"].append(training.evaluate(model, tok["test"], tokenizer)["macro_f1"])
         print(f"seed {seed}: test macro-F1 loop {scores['loop'][-1]:.3f}, Trainer {scores['Trainer'][-1]:.3f}", flush=True)
 
-    print(f"\n{'set-up':<8} " + " ".join(f"seed {s:<3}" for s in seeds) + "   mean   spread (max - min)")
+    print(f"\n{'set-up':<8} " + " ".join(f"{f'seed {s}':>8}" for s in seeds) + f" {'mean':>7}  spread (max - min)")
     for name, values in scores.items():
-        print(f"{name:<8} " + " ".join(f"{v:8.3f}" for v in values) + f"  {np.mean(values):.3f}  {np.ptp(values):.3f}")
+        print(f"{name:<8} " + " ".join(f"{v:8.3f}" for v in values) + f" {np.mean(values):7.3f}  {np.ptp(values):.3f}")
     diff = np.mean(scores["loop"]) - np.mean(scores["Trainer"])
     spread = max(np.ptp(v) for v in scores.values())
     print(f"\ndifference of the means (loop - Trainer): {diff:+.3f}; largest spread between seeds of one set-up: {spread:.3f}")
