@@ -283,15 +283,41 @@ def check_cache(folder: Path, full: bool = False) -> None:
             _write_manifest(folder, manifest)
 
 
+@contextlib.contextmanager
+def _one_gguf_parse():
+    """Within the block, every ``gguf.GGUFReader(path)`` of one file is the same reader.
+
+    transformers parses the GGUF file's header anew for the configuration, the tokenizer and
+    the weights, and :func:`gguf_special_tokens` once more; each parse walks SmolLM2's
+    49,152-entry vocabulary in Python. The reader only reads (a memory map), so one serves all.
+    """
+    import gguf
+
+    original, readers = gguf.GGUFReader, {}
+
+    def shared(path, mode="r"):
+        key = (str(path), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = shared
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def _convert_gguf(target: Path) -> None:
     """Dequantize the packaged GGUF and write a plain safetensors model to ``target``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     source = gguf_path()
-    tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
-    quantized = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name)
-    special = gguf_special_tokens(source)
+    with _one_gguf_parse():
+        tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+        quantized = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name)
+        special = gguf_special_tokens(source)
     for name, token_id in special.items():  # the file's own special tokens, not a converter's guess
         setattr(tokenizer, f"{name}_token", tokenizer.convert_ids_to_tokens(token_id))
         setattr(quantized.config, f"{name}_token_id", token_id)
@@ -372,7 +398,7 @@ def causal_lm_path(rebuild: bool = False, verify: bool = False) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=folder.parent))
     try:
         print(
-            f"Converting {CAUSAL_LM.name} from GGUF once (about 30 s); cached in {folder}",
+            f"Converting {CAUSAL_LM.name} from GGUF once (well under a minute); cached in {folder}",
             file=sys.stderr,
         )
         _convert_gguf(tmp)

@@ -71,7 +71,7 @@ def test_local_folder_without_config_is_rejected(tmp_path):
 
 @pytest.fixture(scope="module")
 def fresh_cache(tmp_path_factory):
-    """Convert the GGUF once into an empty cache folder (the cold path, ~20-30 s)."""
+    """Convert the GGUF once into an empty cache folder (the cold path)."""
     mp = pytest.MonkeyPatch()
     mp.setenv("FINETUNE_UTILS_CACHE", str(tmp_path_factory.mktemp("cache")))
     path = models.causal_lm_path()
