@@ -3,11 +3,8 @@
 What it does
 ------------
 1. Picks the lesson: the fastest notebook in ``solutions/`` (by its declared
-   ``metadata["course"]["cpu_minutes"]``) whose code contains ``quiz.show(``.
-   **Fallback**, only while no lesson has a self-check quiz yet: a copy of
-   ``00_setup_and_tour.ipynb`` with a "### Self-check" markdown cell and a
-   ``from finetune_utils import quiz; quiz.show("q01_deploy")`` cell appended. Either way
-   the lesson is *copied* into a temporary root folder, so nothing is written into the
+   ``metadata["course"]["cpu_minutes"]``) whose code contains ``quiz.show(`` (lesson 00, the tour).
+   The lesson is *copied* into a temporary root folder, so nothing is written into the
    repository (no outputs, checkpoints or workspace files).
 2. Starts JupyterLab from this Python (``sys.executable -m jupyterlab``) on 127.0.0.1, a free
    port, a random token, ``--no-browser``, with temporary Jupyter config/data/runtime/settings
@@ -60,9 +57,6 @@ CHROMIUM_ARGS = [
     # Belt and braces: no proxy, and no name resolution except loopback.
     "--no-proxy-server", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 ]
-FALLBACK_LESSON = "00_setup_and_tour.ipynb"
-FALLBACK_QUIZ = "q01_deploy"
-
 SERVER_START_S = 120      # JupyterLab answering /api/status (slow on a loaded 2-core machine)
 PAGE_S = 120              # JupyterLab's page loaded, notebook open, kernel idle
 WIDGET_S = 60             # quiz widgets rendered, feedback after "Check"
@@ -114,17 +108,9 @@ def pick_lesson(notebooks_dir: Path) -> Path | None:
 def prepare_lesson(notebooks_dir: Path, root: Path) -> tuple[Path, dict]:
     """Copy the lesson to open into ``root`` (see the module docstring); return (copy, notebook)."""
     source = pick_lesson(notebooks_dir)
-    if source is not None:
-        target = root / source.name
-        shutil.copyfile(source, target)
-        return target, json.loads(target.read_text(encoding="utf-8"))
-    import nbformat  # fallback: lesson 00 with a self-check appended
-
-    nb = nbformat.read(notebooks_dir / FALLBACK_LESSON, as_version=4)
-    nb.cells.append(nbformat.v4.new_markdown_cell("### Self-check"))
-    nb.cells.append(nbformat.v4.new_code_cell(f'from finetune_utils import quiz; quiz.show("{FALLBACK_QUIZ}")'))
-    target = root / FALLBACK_LESSON
-    nbformat.write(nb, target)
+    assert source is not None, f"no lesson in {notebooks_dir} shows a self-check quiz (quiz.show)"
+    target = root / source.name
+    shutil.copyfile(source, target)
     return target, json.loads(target.read_text(encoding="utf-8"))
 
 

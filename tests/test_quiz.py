@@ -140,7 +140,7 @@ def test_ordering_feedback_counts_steps_in_place(capsys):
         ("q01_order_steps", "ABCE", quiz.InvalidAnswerError, "E is not a step"),
         ("q01_order_steps", None, quiz.InvalidAnswerError, "step letters in order"),
         ("q01_deplyo", "A", quiz.UnknownQuestionError, "Did you mean 'q01_deploy'"),
-        ("q99_nothing", "A", quiz.UnknownQuestionError, "Available: q01_deploy"),
+        ("q99_nothing", "A", quiz.UnknownQuestionError, "Available: q00_embeddings, q00_no_head, q01_deploy"),
     ],
 )
 def test_bad_ids_and_answers_give_clear_errors(qid, answer, error, message):
@@ -152,7 +152,8 @@ def test_bad_ids_and_answers_give_clear_errors(qid, answer, error, message):
 def test_questions_by_lesson():
     assert {"q01_deploy", "q01_order_steps"} <= set(quiz.questions(lesson=1))
     assert all(qid.startswith("q07_") for qid in quiz.questions(lesson=7))
-    assert quiz.questions(lesson=0) == []
+    assert quiz.questions(lesson=0) == ["q00_embeddings", "q00_no_head"]
+    assert quiz.questions(lesson=42) == []
     assert sum(len(quiz.questions(lesson=n)) for n in range(10)) == len(quiz.questions())
     with pytest.raises(ValueError, match="lesson number"):
         quiz.questions(lesson="1")
