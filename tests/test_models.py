@@ -226,3 +226,94 @@ def test_manifest_without_fast_checksums_is_verified_and_upgraded(tiny_cache):
     with pytest.raises(models.ModelCacheError, match="SHA-256"):
         models.check_cache(folder)
     assert len(conversions) == 1
+
+
+# --------------------------------------------------------------------------- fine-tuned models shared by lessons
+
+
+@pytest.fixture(scope="module")
+def saved_setup():
+    from datasets import Dataset
+
+    from finetune_utils import heads, training
+
+    tokenizer = models.load_encoder_tokenizer()
+    ds = Dataset.from_dict({"text": ["late parcel", "great service", "it is fine"], "label": [0, 2, 1]})
+    tok = training.tokenize(ds, tokenizer, max_length=16)
+    model = heads.classifier(["negative", "neutral", "positive"], seed=0)
+    with torch.no_grad():  # stand in for training: weights that differ from a fresh head
+        model.classifier.weight.add_(0.5)
+    recipe = {"base": models.ENCODER.name, "data": models.data_digest(tok), "epochs": 2, "lr": 2e-4, "seed": 0}
+    return model, tokenizer, tok, recipe
+
+
+def test_finetuned_model_round_trip_needs_the_same_recipe(saved_setup, tmp_path):
+    model, tokenizer, tok, recipe = saved_setup
+    folder = tmp_path / "runs" / "sentiment_full"
+    assert models.load_finetuned(folder, recipe) is None  # nothing saved yet
+    assert "no model saved" in models.recipe_mismatch(folder, recipe)
+    models.save_finetuned(model, tokenizer, folder, recipe, info={"trained_in": "a test"})
+    assert models.recipe_mismatch(folder, recipe) is None
+    assert models.saved_recipe(folder)["info"] == {"trained_in": "a test"}
+    loaded = models.load_finetuned(folder, dict(recipe))
+    assert not loaded.training
+    for (name, p), (_, q) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(p, q), name
+    assert loaded.config.id2label == model.config.id2label
+    # any change of the recipe means training anew, and the reason names the setting
+    for key, value in [("epochs", 3), ("lr", 1e-4), ("seed", 1), ("strategy", "lora")]:
+        changed = {**recipe, key: value}
+        assert models.load_finetuned(folder, changed) is None
+        assert key in models.recipe_mismatch(folder, changed)
+    # saving again over our own folder is allowed
+    models.save_finetuned(model, tokenizer, folder, {**recipe, "epochs": 3})
+    assert models.load_finetuned(folder, recipe) is None
+    assert models.load_finetuned(folder, {**recipe, "epochs": 3}) is not None
+
+
+def test_data_digest_follows_the_data(saved_setup):
+    from finetune_utils import training
+
+    _, tokenizer, tok, _ = saved_setup
+    assert models.data_digest(tok) == models.data_digest(tok.select(range(len(tok))))
+    relabelled = tok.map(lambda row: {"labels": (row["labels"] + 1) % 3})
+    assert models.data_digest(relabelled) != models.data_digest(tok)
+    from datasets import Dataset
+
+    long_text = {"text": ["my parcel is late again and nobody answers the phone or my e-mails"], "label": [0]}
+    cut = [models.data_digest(training.tokenize(Dataset.from_dict(long_text), tokenizer, max_length=n)) for n in (8, 16)]
+    assert cut[0] != cut[1]  # the same text cut at another length is other data
+
+
+def test_save_finetuned_refuses_a_folder_it_did_not_write(saved_setup, tmp_path):
+    model, tokenizer, _, recipe = saved_setup
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("my notes")
+    with pytest.raises(FileExistsError, match="did not write"):
+        models.save_finetuned(model, tokenizer, folder, recipe)
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    assert (folder / "notes.txt").read_text() == "my notes"
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    with pytest.raises(NotADirectoryError):
+        models.save_finetuned(model, tokenizer, a_file, recipe)
+
+
+def test_interrupted_or_damaged_save_is_not_loaded_and_can_be_redone(saved_setup, tmp_path, monkeypatch):
+    model, tokenizer, _, recipe = saved_setup
+    folder = tmp_path / "run"
+
+    def cut_short(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tokenizer, "save_pretrained", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        models.save_finetuned(model, tokenizer, folder, recipe)
+    monkeypatch.undo()
+    assert (folder / "model.safetensors").exists()
+    assert models.load_finetuned(folder, recipe) is None  # the recipe was never written
+    models.save_finetuned(model, tokenizer, folder, recipe)  # the unfinished folder is ours: saved over
+    assert models.load_finetuned(folder, recipe) is not None
+    (folder / "model.safetensors").write_bytes(b"not a tensor file")
+    assert models.load_finetuned(folder, recipe) is None
