@@ -255,6 +255,9 @@ def test_finetuned_model_round_trip_needs_the_same_recipe(saved_setup, tmp_path)
     models.save_finetuned(model, tokenizer, folder, recipe, info={"trained_in": "a test"})
     assert models.recipe_mismatch(folder, recipe) is None
     assert models.saved_recipe(folder)["info"] == {"trained_in": "a test"}
+    versions = models.saved_recipe(folder)["recipe"]["versions"]
+    assert set(versions) == {"finetune_utils", "torch", "transformers", "training_code"}
+    assert versions["torch"] == torch.__version__
     loaded = models.load_finetuned(folder, dict(recipe))
     assert not loaded.training
     for (name, p), (_, q) in zip(model.state_dict().items(), loaded.state_dict().items()):
