@@ -494,19 +494,18 @@ def save_finetuned(model, tokenizer, folder, recipe: dict, info: dict | None = N
     ``recipe`` holds what determines the weights: the base model, a :func:`data_digest`
     of the training split, the strategy and every training setting, the seed; the
     versions of finetune_utils, torch and transformers and a digest of the training
-    code are added. ``info`` is kept
-    beside it and not compared (e.g. which lesson trained it, and in how many seconds).
-    The recipe file is marked "saving" first and gets the recipe last, so that an
-    interrupted save is never mistaken for a finished one (and may be saved over).
-    A folder that holds files but no recipe file was not written here and is
-    refused: nothing of the user's is replaced.
+    code are added. ``info`` is kept beside it and not compared (e.g. which lesson
+    trained it, and in how many seconds). The recipe file is marked "saving" first and
+    gets the recipe last, so that an interrupted save is never mistaken for a finished
+    one (and may be saved over). A folder that holds files but not a recipe file of
+    ours was not written here and is refused: nothing of the user's is replaced.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{folder} is a file; pass a folder for the fine-tuned model")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / RECIPE_FILE).is_file():
+    if folder.is_dir() and any(folder.iterdir()) and not _written_here(folder):
         raise FileExistsError(
-            f"{folder} holds files that save_finetuned did not write (it has no {RECIPE_FILE}); "
+            f"{folder} holds files that save_finetuned did not write (no {RECIPE_FILE} of ours); "
             "choose an empty or new folder, or move those files away"
         )
     folder.mkdir(parents=True, exist_ok=True)
@@ -518,13 +517,24 @@ def save_finetuned(model, tokenizer, folder, recipe: dict, info: dict | None = N
     return folder
 
 
-def saved_recipe(folder) -> dict | None:
-    """What :func:`save_finetuned` recorded in ``folder`` (``recipe`` and ``info``), or None if nothing readable."""
+def _read_record(folder) -> dict | None:
     try:
         record = json.loads((Path(folder) / RECIPE_FILE).read_text())
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) and isinstance(record.get("recipe"), dict) else None
+    return record if isinstance(record, dict) else None
+
+
+def _written_here(folder) -> bool:
+    """Whether ``folder``'s recipe file is one that :func:`save_finetuned` wrote (finished or not)."""
+    record = _read_record(folder)
+    return record is not None and (record.get("saving") is True or isinstance(record.get("recipe"), dict))
+
+
+def saved_recipe(folder) -> dict | None:
+    """What :func:`save_finetuned` recorded in ``folder`` (``recipe`` and ``info``), or None if nothing readable."""
+    record = _read_record(folder)
+    return record if record is not None and isinstance(record.get("recipe"), dict) else None
 
 
 def recipe_mismatch(folder, recipe: dict) -> str | None:
@@ -545,8 +555,9 @@ def load_finetuned(folder, recipe: dict, task: str = "sequence"):
     """The model saved in ``folder`` by :func:`save_finetuned` if its recipe equals ``recipe``, else None.
 
     ``task`` picks the class (``"sequence"`` or ``"token"`` classification, as in
-    ``heads.classifier``). A folder whose weights do not load (e.g. a save that was
-    cut short) also gives None: the caller trains instead. :func:`recipe_mismatch` says why.
+    ``heads.classifier``). :func:`recipe_mismatch` says why the recipe does not fit;
+    a matching folder whose weights do not load (a damaged file) also gives None, and
+    the caller trains instead.
     """
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 

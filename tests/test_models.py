@@ -297,6 +297,12 @@ def test_save_finetuned_refuses_a_folder_it_did_not_write(saved_setup, tmp_path)
         models.save_finetuned(model, tokenizer, folder, recipe)
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
     assert (folder / "notes.txt").read_text() == "my notes"
+    theirs = tmp_path / "theirs"  # a recipe.json of someone else's is not ours either
+    theirs.mkdir()
+    (theirs / "recipe.json").write_text('{"flour": "200 g"}')
+    with pytest.raises(FileExistsError, match="did not write"):
+        models.save_finetuned(model, tokenizer, theirs, recipe)
+    assert (theirs / "recipe.json").read_text() == '{"flour": "200 g"}'
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     with pytest.raises(NotADirectoryError):
