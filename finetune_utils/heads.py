@@ -23,6 +23,20 @@ from . import env, models
 TASKS = ("sequence", "pair", "token")
 
 
+def model_class(task: str = "sequence"):
+    """The transformers Auto class that builds or loads a classifier for ``task``.
+
+    ``"token"``: one label per token; ``"sequence"`` and ``"pair"``: one label per text
+    (a pair is two texts joined with [SEP]). Defined once for :func:`classifier` and
+    for ``models.load_finetuned``.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    return AutoModelForTokenClassification if task == "token" else AutoModelForSequenceClassification
+
+
 def classifier(
     label_names,
     task: str = "sequence",
@@ -40,16 +54,13 @@ def classifier(
     (``BertForSequenceClassification`` / ``BertForTokenClassification`` for the
     packaged encoder); its config carries the label names (``id2label``/``label2id``).
     """
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
-
     if isinstance(label_names, str):
         raise TypeError(
             f"label_names must be a list of names, got the string {label_names!r}; "
             "pass e.g. the names that data.load returns: ds, labels = data.load(name)"
         )
     label_names = list(label_names)
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    cls = model_class(task)
     if len(label_names) < 2:
         raise ValueError(f"a classifier needs at least two label names, got {label_names}")
     duplicates = sorted({n for n in label_names if label_names.count(n) > 1}, key=str)
@@ -58,7 +69,6 @@ def classifier(
     if dropout is not None and not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout is a probability in [0, 1), got {dropout!r}")
     source, _ = models.resolve(name_or_path, models.ENCODER, models.encoder_path)
-    cls = AutoModelForTokenClassification if task == "token" else AutoModelForSequenceClassification
     extra = {} if dropout is None else {"classifier_dropout": dropout}
     if seed is not None:
         env.seed_everything(seed)

@@ -554,16 +554,15 @@ def recipe_mismatch(folder, recipe: dict) -> str | None:
 def load_finetuned(folder, recipe: dict, task: str = "sequence"):
     """The model saved in ``folder`` by :func:`save_finetuned` if its recipe equals ``recipe``, else None.
 
-    ``task`` picks the class (``"sequence"`` or ``"token"`` classification, as in
-    ``heads.classifier``). :func:`recipe_mismatch` says why the recipe does not fit;
-    a matching folder whose weights do not load (a damaged file) also gives None, and
-    the caller trains instead.
+    ``task`` picks the class as ``heads.classifier`` does (``heads.model_class``).
+    :func:`recipe_mismatch` says why the recipe does not fit; a matching folder whose
+    weights do not load (a damaged file) also gives None, and the caller trains instead.
     """
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+    from . import heads
 
+    auto = heads.model_class(task)
     if recipe_mismatch(folder, recipe) is not None:
         return None
-    auto = AutoModelForTokenClassification if task == "token" else AutoModelForSequenceClassification
     try:
         model = auto.from_pretrained(str(folder))
     except Exception:  # damaged or partial weights (safetensors raises its own error type): train anew

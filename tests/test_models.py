@@ -263,6 +263,8 @@ def test_finetuned_model_round_trip_needs_the_same_recipe(saved_setup, tmp_path)
     for (name, p), (_, q) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(p, q), name
     assert loaded.config.id2label == model.config.id2label
+    with pytest.raises(ValueError, match="task must be one of"):  # the same task names as heads.classifier
+        models.load_finetuned(folder, recipe, task="regression")
     # any change of the recipe means training anew, and the reason names the setting
     for key, value in [("epochs", 3), ("lr", 1e-4), ("seed", 1), ("strategy", "lora")]:
         changed = {**recipe, key: value}
