@@ -277,14 +277,14 @@ def test_finetuned_model_round_trip_needs_the_same_recipe(saved_setup, tmp_path)
 
 
 def test_data_digest_follows_the_data(saved_setup):
+    from datasets import Dataset
+
     from finetune_utils import training
 
     _, tokenizer, tok, _ = saved_setup
     assert models.data_digest(tok) == models.data_digest(tok.select(range(len(tok))))
     relabelled = tok.map(lambda row: {"labels": (row["labels"] + 1) % 3})
     assert models.data_digest(relabelled) != models.data_digest(tok)
-    from datasets import Dataset
-
     long_text = {"text": ["my parcel is late again and nobody answers the phone or my e-mails"], "label": [0]}
     cut = [models.data_digest(training.tokenize(Dataset.from_dict(long_text), tokenizer, max_length=n)) for n in (8, 16)]
     assert cut[0] != cut[1]  # the same text cut at another length is other data
