@@ -158,6 +158,11 @@ class ExecutedLessons:
 def pytest_configure(config):
     if not config.pluginmanager.has_plugin("executed_lessons"):
         config.pluginmanager.register(ExecutedLessons(), "executed_lessons")
+    if not config.pluginmanager.has_plugin("shortcut_suite"):   # tests/shortcut_suite.py: lazy answers are refused
+        sys.path.insert(0, str(Path(__file__).parent))
+        from shortcut_suite import ShortcutSuite
+
+        config.pluginmanager.register(ShortcutSuite(), "shortcut_suite")
 
 
 @pytest.fixture(scope="session")
