@@ -136,6 +136,10 @@ def test_no_answers_in_the_pages(book):
         exercises = sum(1 for c in nbformat.read(build_book.SOURCES / entry.source, as_version=4).cells
                         if c.metadata.get("nbgrader", {}).get("solution"))
         assert plain.count("raise NotImplementedError") >= exercises, f"{entry.page}: student stubs missing"
+        hidden = [c.source for c in nbformat.read(build_book.SOURCES / entry.source, as_version=4).cells
+                  if build_book.HIDE_INPUT in c.metadata.get("tags", [])]
+        shown = [s.splitlines()[0] for s in hidden if s.strip() and s.splitlines()[0].strip() in page_lines]
+        assert not shown, f"{entry.page}: code of hide-input cells shown in the page: {shown[:2]}"
 
 
 def _unescape(page: str) -> str:

@@ -87,3 +87,39 @@ def test_every_lower_bound_is_one_that_a_make_target_tests():
         assert req.specifier.contains(pins[name]), f"{req}: constraints.txt pins {name}=={pins[name]}, outside it"
         if name in colab:
             assert req.specifier.contains(colab[name], prereleases=True), f"{req}: Colab's {name} {colab[name]} is outside it"
+
+
+MAX_CELL_LINES = 20
+DRAWING = re.compile(r"\bplt\.(subplots|figure)\(|\.plot\(|\.bar[h]?\(|\.imshow\(|\.scatter\(")
+
+
+def _collapsed(cell) -> bool:
+    return bool(cell.metadata.get("jupyter", {}).get("source_hidden")) and "hide-input" in cell.metadata.get("tags", [])
+
+
+def test_the_lesson_in_front_plumbing_out_of_the_way():
+    """A code cell a student reads has at most 20 lines; drawing code sits in collapsed cells (JupyterLab's
+    jupyter.source_hidden and the book's hide-input tag, always both). Exempt: the set-up cell, check cells
+    (the student reads their hints, not their code), and collapsed cells."""
+    problems = []
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+        for i, cell in code[1:]:
+            where = f"{path.name}, cell {i}"
+            hidden = bool(cell.metadata.get("jupyter", {}).get("source_hidden"))
+            if hidden != ("hide-input" in cell.metadata.get("tags", [])):
+                problems.append(f"{where}: a collapsed cell needs both jupyter.source_hidden and the hide-input tag")
+            if _collapsed(cell) or cell.metadata.get("nbgrader", {}).get("grade"):
+                continue
+            source = cell.source
+            if cell.metadata.get("nbgrader", {}).get("solution") or "### BEGIN SOLUTION" in source:
+                source = re.sub(r"### BEGIN SOLUTION.*?### END SOLUTION", "# YOUR CODE HERE\nraise NotImplementedError()",
+                                source, flags=re.S)   # the student reads the stub, not the solution
+            lines = len(source.strip().splitlines())
+            if lines > MAX_CELL_LINES:
+                problems.append(f"{where}: {lines} lines (at most {MAX_CELL_LINES}; move plumbing or drawing to a collapsed cell)")
+            drawing = len(DRAWING.findall(cell.source))
+            if drawing and lines > 8:
+                problems.append(f"{where}: {lines} lines of drawing code in view: collapse the cell (source_hidden + hide-input)")
+    assert not problems, "\n".join(problems)

@@ -78,6 +78,7 @@ PROGRESS_BAR = re.compile(r"\d+%\|")         # tqdm's text: "Map:   0%|         
 QUIZ_TEXT = re.compile(r"^Self-check q\d\d_\w+ ")
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 EXERCISE_TAG, CHECK_TAG, QUIZ_CLASS = "book-exercise", "book-check", "book-quiz"
+HIDE_INPUT = "hide-input"   # the tag of collapsed drawing/plumbing cells (JupyterLab: jupyter.source_hidden), as in Jupyter Book
 
 
 class BookError(RuntimeError):
@@ -250,6 +251,8 @@ def make_page(source_path: Path, executed_path: Path, student_dir: Path = STUDEN
             if cell.cell_type == "code":
                 cell.outputs = []
         elif cell.cell_type == "code":
+            if HIDE_INPUT in cell.metadata.get("tags", []):   # drawing or plumbing code: the page shows its output only
+                cell.metadata["transient"] = {"remove_source": True}
             if shows_figure(cell) and not any(m in out.get("data", {}) for out in outputs for m in IMAGE_TYPES):
                 raise BookError(f"{where} calls plt.show() but its executed copy ({executed_path}) has no figure: "
                                 "was it run with MPLBACKEND=Agg? Run it again with --rerun")

@@ -11,17 +11,21 @@ peak memory (RSS, sampled every 0.2 s), and pass/fail, against the budget the no
 from __future__ import annotations
 
 import argparse
+import asyncio
 import atexit
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import nbformat
 import psutil
-from jupyter_client.manager import KernelManager
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -34,15 +38,78 @@ OUT = ROOT / "_build" / "notebooks"
 
 def client_for(nb, folder: Path, timeout: int = 1800, **kwargs) -> NotebookClient:
     """An nbclient for ``nb`` run in ``folder``, its kernel on local sockets (IPC) where the OS has them:
-    no TCP ports, and no warning from the kernel about unencrypted TCP for every notebook."""
+    no TCP ports, and no warning from the kernel about unencrypted TCP for every notebook.
+
+    The kernel manager is the asynchronous one that nbclient itself uses: with the blocking
+    ``KernelManager`` nbclient's wait for a cell's output blocks its event loop, and the per-cell
+    ``timeout`` never fires (a cell that loops forever hung the run)."""
     if os.name == "posix":  # the socket files go to a private temporary folder (an absolute path: the kernel's cwd differs)
         sockets = tempfile.mkdtemp(prefix="kernel-")
         atexit.register(shutil.rmtree, sockets, ignore_errors=True)
-        km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "ipc"))
+        _SOCKETS.append(sockets)
+        km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "ipc"))
     else:
-        km = KernelManager(kernel_name="python3")
-    return NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3",
-                          resources={"metadata": {"path": str(folder)}}, **kwargs)
+        km = AsyncKernelManager(kernel_name="python3")
+    client = _Client(nb, km=km, timeout=timeout, kernel_name="python3",
+                     resources={"metadata": {"path": str(folder)}}, **kwargs)
+    _CLIENTS.append(client)
+    return client
+
+
+_CLIENTS: list[NotebookClient] = []   # every client made by client_for: their kernels are killed on a signal
+_SOCKETS: list[str] = []
+
+
+def stop_kernel(client: NotebookClient) -> None:
+    """Shut down the kernel of ``client`` if it is still up (nbclient shuts down only a kernel it started
+    itself, km=None); kill its process if it does not answer."""
+    km = client.km
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    if km is None or process is None or process.poll() is not None:
+        return
+    try:
+        run_sync(km.shutdown_kernel)(now=True)
+    except Exception:  # noqa: BLE001 - a kernel that does not answer: kill its process
+        process.kill()
+
+
+class _Client(NotebookClient):
+    """nbclient's client, except that SIGINT and SIGTERM keep the handler of :func:`exit_on_signals`: nbclient
+    puts its own on the event loop while a notebook runs, which only schedules a clean-up and lets the
+    run go on (a teacher's Ctrl-C or a job scheduler's SIGTERM was ignored)."""
+
+    @asynccontextmanager
+    async def async_setup_kernel(self, **kwargs):
+        async with super().async_setup_kernel(**kwargs):
+            if _ON_SIGNAL:
+                loop = asyncio.get_running_loop()
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(signum, _ON_SIGNAL[0], signum, None)
+            yield
+
+
+_ON_SIGNAL: list = []
+
+
+def exit_on_signals(message: str) -> None:
+    """SIGTERM and SIGINT end the run at once, even while a cell runs (nbclient's event loop would carry on
+    with the interrupted cell): every kernel this script started is killed, its files removed, ``message``
+    printed as one line, and the exit status is 128 + the signal's number (143, 130)."""
+    def stop(signum, frame):
+        for client in _CLIENTS:
+            process = getattr(getattr(client.km, "provisioner", None), "process", None)
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+            Path(client.km.connection_file).unlink(missing_ok=True)
+        for folder in _SOCKETS:
+            shutil.rmtree(folder, ignore_errors=True)
+        print(f"stopped by {signal.Signals(signum).name}: {message}", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+    _ON_SIGNAL[:] = [stop]
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
 
 
 def run(path: Path, timeout: int = 1800) -> dict:
@@ -70,11 +137,7 @@ def run(path: Path, timeout: int = 1800) -> dict:
     finally:
         # nbclient shuts down only a kernel it started itself (km=None); ours would stay up, idle
         # with the lesson's models in memory, until this script exits.
-        if client.km is not None and client.km.has_kernel:
-            try:
-                client.km.shutdown_kernel(now=False)
-            except Exception:  # noqa: BLE001 - a kernel that is already gone
-                pass
+        stop_kernel(client)
     peak = monitor.peak if monitor else 0
     wall = time.perf_counter() - start
     OUT.mkdir(parents=True, exist_ok=True)
@@ -94,6 +157,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: every lesson in solutions/, exercises solved)")
     args = parser.parse_args(argv)
+    exit_on_signals("the run was stopped; the lessons' kernels were shut down")
     paths = args.notebooks or sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:

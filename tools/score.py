@@ -22,6 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_all  # noqa: E402  (tools/run_all.py: the same kernel set-up)
 
 
+TIMEOUT = "CellTimeoutError"
+
+
 def exercises(nb) -> list[dict]:
     """The graded exercises of a notebook, from its nbgrader metadata: id, points, cell indices."""
     found: dict[str, dict] = {}
@@ -52,12 +55,28 @@ def score(path: Path, timeout: int = 1800) -> list[dict]:
     graded = exercises(nb)
     if not graded:
         raise ValueError(f"{path.name} has no graded exercises (no nbgrader metadata: is it a course lesson?)")
-    run_all.client_for(nb, path.parent.resolve(), timeout, allow_errors=True).execute()
+    timed_out: set[int] = set()
+
+    def executed(cell, cell_index, execute_reply):
+        if execute_reply and execute_reply.get("content", {}).get("ename") == TIMEOUT:
+            timed_out.add(cell_index)
+
+    # A cell past its timeout is interrupted and recorded, and the next cells run (as nbgrader's autograder does).
+    client = run_all.client_for(nb, path.parent.resolve(), timeout, allow_errors=True, interrupt_on_timeout=True,
+                                error_on_timeout={"ename": TIMEOUT, "evalue": f"the cell ran longer than {timeout} s",
+                                                  "traceback": []},
+                                on_cell_executed=executed)
+    try:
+        client.execute()
+    finally:
+        run_all.stop_kernel(client)
     rows = []
     for ex in graded:
         answer_errors = [_error(nb.cells[i]) for i in ex["answers"]]
         check_error = _error(nb.cells[ex["check"]])
-        if any(e and e[0] == "NotImplementedError" for e in answer_errors):
+        if timed_out & {*ex["answers"], ex["check"]}:
+            status, got = f"stopped: a cell ran longer than the timeout ({timeout} s per cell); is there an endless loop?", 0
+        elif any(e and e[0] == "NotImplementedError" for e in answer_errors):
             status, got = "not done yet (the stub raises NotImplementedError)", 0
         elif check_error is None:
             status, got = "passed", ex["points"]
@@ -74,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebook", type=Path)
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
     args = parser.parse_args(argv)
+    run_all.exit_on_signals("no score; the notebook's kernel was shut down")
     if not args.notebook.is_file():
         print(f"error: no notebook {args.notebook}", file=sys.stderr)
         return 2

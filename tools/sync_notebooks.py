@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import sys
+import uuid
 from pathlib import Path
 
 import nbformat
@@ -174,9 +175,13 @@ def sync_notebook(path: Path) -> bool:
         code_cells[0].source = SETUP_CELL
     # An authoring leftover: an empty placeholder cell where the set-up cell used to be generated.
     nb.cells = [c for c in nb.cells if not (c.cell_type == "code" and PLACEHOLDER.match(c.source))]
+    taken = {cell.get("id") for cell in nb.cells}
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+        if not cell.get("id"):   # a cell added by a script without one (nbformat 4.5 requires ids)
+            cell.id = next(i for i in (uuid.uuid4().hex[:8] for _ in iter(int, 1)) if i not in taken)
+            taken.add(cell.id)
     grading_metadata(nb, path.name)
     after = nbformat.writes(nb) + "\n"
     if after != before:
