@@ -50,6 +50,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "solutions"  # the lessons with exercises solved: "Run All" must not stop at a stub
 SCREENSHOT = REPO / "_build" / "jupyterlab_test.png"
+LAB_CONFIG = REPO / "tools" / "lab_config"   # the student's JupyterLab configuration
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -161,7 +162,7 @@ def jupyter_lab(root: Path, work: Path):
         IPYTHONDIR=str(ipython), JUPYTER_PLATFORM_DIRS="0",
     )
     env.pop("JUPYTER_PATH", None)        # kernelspecs: this venv's (sys.prefix) only
-    env.pop("JUPYTER_CONFIG_PATH", None)
+    env["JUPYTER_CONFIG_PATH"] = str(LAB_CONFIG)   # as `make lab` (tools/workspace.py): no nbgrader UI, no news
     env.pop("MPLBACKEND", None)          # the kernel's inline backend, as for a student
     port, token = _free_port(), secrets.token_hex(24)
     base = f"http://127.0.0.1:{port}"
@@ -277,6 +278,10 @@ def run_lesson_in_browser(base: str, token: str, lesson: Path, nb: dict, log_pat
             expect(page.locator("#jp-main-statusbar")).to_contain_text(
                 f"{spec['display_name']} | Idle", timeout=PAGE_S * 1000)
             timings["open_s"] = time.monotonic() - start
+            # The student's JupyterLab has no teacher tools: no Nbgrader menu, no formgrader page.
+            expect(page.locator("#jp-MainMenu .lm-MenuBar-itemLabel", has_text="Nbgrader")).to_have_count(0)
+            with pytest.raises(urllib.error.HTTPError, match="404"):
+                _get_json(f"{base}/formgrader?token={token}")
 
             # Run → Run All Cells, through the menu bar like a student.
             start = time.monotonic()
