@@ -50,7 +50,34 @@ def test_a_failed_fetch_says_what_failed_in_git_s_words_and_what_to_do(tmp_path)
     assert "Set-up failed while fetching the course from file://" in message
     assert "fatal:" in message  # git's own error text
     assert "COURSE_REPO" in message and "run this cell again" in message
+    assert "does not exist or is private" in message   # the likely cause, not a login problem
     assert "Traceback" not in message
+
+
+def test_in_a_notebook_a_failed_set_up_shows_its_message_without_ipython_noise(tmp_path):
+    """In IPython (Colab's kernel) the failure is an exception that renders as its message alone: no traceback,
+    no '%tb' line and no "use 'exit'" warning (which a SystemExit would add), and Run all stops there."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    make_fake_colab(tmp_path)
+    sys.path.insert(0, str(tmp_path / "fake_colab"))
+    shell = InteractiveShell.instance()
+    os.environ.update(COURSE_REPO=f"file://{tmp_path / 'private-or-missing'}", COURSE_DIR=str(tmp_path / "course"))
+    cwd = os.getcwd()
+    try:
+        with capture_output() as out:
+            result = shell.run_cell("import google.colab\n" + sync_notebooks.SETUP_CELL)
+    finally:
+        os.chdir(cwd)
+        sys.path.remove(str(tmp_path / "fake_colab"))
+        sys.modules.pop("google.colab", None), sys.modules.pop("google", None)
+        for key in ("COURSE_REPO", "COURSE_DIR"):
+            os.environ.pop(key)
+    text = out.stdout + out.stderr
+    assert not result.success and type(result.error_in_exec).__name__ == "SetupFailed"
+    assert "does not exist or is private" in text and "Set-up failed while fetching" in text
+    assert "Traceback" not in text and "%tb" not in text and "'exit'" not in text
 
 
 def test_every_lesson_opens_with_this_cell():

@@ -36,11 +36,21 @@ import importlib.util, os, subprocess, sys
 COURSE_REPO = os.environ.get("COURSE_REPO", "https://github.com/{REPO}")
 COURSE_DIR = os.environ.get("COURSE_DIR", "{CLONE_DIR}")
 if "google.colab" in sys.modules:
+    class SetupFailed(Exception):
+        def _render_traceback_(self):  # IPython shows the message alone, without a traceback
+            return [str(self)]
     def setup_step(step, *command):
-        done = subprocess.run(command, capture_output=True, text=True)
+        done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))
         if done.returncode != 0:
-            raise SystemExit(f"Set-up failed while {{step}}:\\n{{(done.stderr or done.stdout).strip()[-1500:]}}\\n"
-                             "Check the runtime's internet connection (and COURSE_REPO), then run this cell again.")
+            said = (done.stderr or done.stdout).strip()
+            hint = "Check the runtime's internet connection (and COURSE_REPO), then run this cell again."
+            if "Could not resolve host" in said or "Failed to connect" in said:
+                hint = "The runtime cannot reach the internet: reconnect it (Runtime menu), then run this cell again."
+            elif "Username" in said or "not found" in said or "not appear to be a git repository" in said:
+                hint = (f"{{COURSE_REPO}} does not exist or is private: set COURSE_REPO above to the course's public "
+                        "address (or your fork's), then run this cell again.")
+            message = f"Set-up failed while {{step}}:\\n{{said[-1500:]}}\\n{{hint}}"
+            raise SetupFailed(message) if "get_ipython" in globals() else SystemExit(message)
     if not os.path.isdir(os.path.join(COURSE_DIR, ".git")):
         setup_step(f"fetching the course from {{COURSE_REPO}}", "git", "clone", "--depth", "1", COURSE_REPO, COURSE_DIR)
     if importlib.util.find_spec("finetune_utils") is None:
