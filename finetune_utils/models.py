@@ -512,7 +512,9 @@ def save_finetuned(model, tokenizer, folder, recipe: dict, info: dict | None = N
     (folder / RECIPE_FILE).write_text(json.dumps({"saving": True}) + "\n")
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    record = {"recipe": _full_recipe(recipe), "info": info or {}}
+    files = {p.name: {"size": p.stat().st_size, "digest": file_digest(p)}
+             for p in sorted(folder.iterdir()) if p.is_file() and p.name != RECIPE_FILE}
+    record = {"recipe": _full_recipe(recipe), "info": info or {}, "files": files}
     (folder / RECIPE_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return folder
 
@@ -551,17 +553,34 @@ def recipe_mismatch(folder, recipe: dict) -> str | None:
     return None if not differences else "the saved model's recipe differs: " + "; ".join(differences)
 
 
+def damaged_files(folder) -> list[str]:
+    """The files of a :func:`save_finetuned` folder that are missing or differ from the size and checksum
+    recorded when it was saved (the same fast checksum as the SmolLM2 cache and the command's checkpoints).
+    A folder saved without checksums counts as damaged: it cannot be verified."""
+    record = saved_recipe(folder) or {}
+    files = record.get("files")
+    if not isinstance(files, dict) or not files:
+        return [f"{RECIPE_FILE} (no checksums recorded)"]
+    bad = []
+    for name, meta in sorted(files.items()):
+        path = Path(folder) / name
+        if not path.is_file() or path.stat().st_size != meta.get("size") or not _digest_matches(path, meta.get("digest", "")):
+            bad.append(name)
+    return bad
+
+
 def load_finetuned(folder, recipe: dict, task: str = "sequence"):
     """The model saved in ``folder`` by :func:`save_finetuned` if its recipe equals ``recipe``, else None.
 
     ``task`` picks the class as ``heads.classifier`` does (``heads.model_class``).
-    :func:`recipe_mismatch` says why the recipe does not fit; a matching folder whose
-    weights do not load (a damaged file) also gives None, and the caller trains instead.
+    :func:`recipe_mismatch` says why the recipe does not fit; a matching folder whose files
+    do not match their recorded checksums (:func:`damaged_files`), or whose weights do not
+    load, also gives None, and the caller trains instead.
     """
     from . import heads
 
     auto = heads.model_class(task)
-    if recipe_mismatch(folder, recipe) is not None:
+    if recipe_mismatch(folder, recipe) is not None or damaged_files(folder):
         return None
     try:
         model = auto.from_pretrained(str(folder))

@@ -328,3 +328,21 @@ def test_interrupted_or_damaged_save_is_not_loaded_and_can_be_redone(saved_setup
     assert models.load_finetuned(folder, recipe) is not None
     (folder / "model.safetensors").write_bytes(b"not a tensor file")
     assert models.load_finetuned(folder, recipe) is None
+
+
+def test_a_flipped_byte_in_saved_weights_is_detected(saved_setup, tmp_path):
+    """A damaged file that still loads (one byte of a head weight changed: a value like 7.7e36) is refused by its
+    checksum, as the SmolLM2 cache and the command's checkpoints are; the other files are named too."""
+    model, tokenizer, _, recipe = saved_setup
+    folder = models.save_finetuned(model, tokenizer, tmp_path / "run", recipe)
+    assert models.damaged_files(folder) == [] and models.load_finetuned(folder, recipe) is not None
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x7F   # inside the last tensor's data: safetensors still reads the file
+    weights.write_bytes(bytes(data))
+    assert models.damaged_files(folder) == ["model.safetensors"]
+    from finetune_utils import heads
+    assert heads.model_class().from_pretrained(str(folder)) is not None   # transformers alone would load it
+    assert models.load_finetuned(folder, recipe) is None
+    (folder / "tokenizer.json").unlink()
+    assert models.damaged_files(folder) == ["model.safetensors", "tokenizer.json"]
