@@ -13,7 +13,9 @@ the shortcut in place of the solution (they must run without error: a shortcut t
 nothing), then the cells up to and including the check, which must stop with an ``AssertionError``
 (a hint, not a crash). Then nbval runs the real answer and its check in the same kernel, after all those
 wrong answers: that is the retry test (a correct answer after a wrong one passes without any other step).
-A shortcut that the check accepts fails the answer cell's test, naming the shortcut.
+A shortcut that the check accepts fails the answer cell's test, naming the shortcut. Before the shortcuts,
+the student's untouched stub (``raise NotImplementedError()``) is run the same way: its check must fail, so a
+student copy handed in untouched scores 0 (checked for every exercise, in the lesson's own kernel).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHORTCUTS = ROOT / "tests" / "shortcuts"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = "# YOUR CODE HERE\nraise NotImplementedError()"   # what tools/make_student.py puts in a region
+UNTOUCHED = "the untouched stub"                           # tried first for every exercise: it must score 0
 sys.path.insert(0, str(ROOT / "tools"))
 import sync_notebooks  # noqa: E402  (the exercises of a lesson, as nbgrader's metadata is written from them)
 
@@ -120,18 +124,24 @@ class ShortcutSuite:
         kernel = item.parent.kernel
         timeout = item.config.option.nbval_cell_timeout
         problems = []
-        for description, replacement in shortcuts:
+        regions = sum(region_count(nb.cells[i].source) for i in exercise["answers"])
+        untouched = [STUB] * regions
+        for description, replacement in [(UNTOUCHED, untouched), *shortcuts]:
             start = time.perf_counter()
             outcome = None
             for index, source in shortcut_sources(nb, exercise, replacement):
                 error = run_in_kernel(kernel, source, timeout)
                 if index != exercise["check"]:
+                    if error and description == UNTOUCHED:
+                        continue   # the stub raises NotImplementedError; cells after it may fail as well
                     if error:
                         outcome = f"shortcut {description!r} could not run (cell {index}: {error[0]}: {error[1][:200]}); fix the shortcut"
                         break
                     continue
                 if error is None:
                     outcome = f"the check ACCEPTED the shortcut {description!r}"
+                elif description == UNTOUCHED:
+                    pass   # any error: in a fresh kernel the stub's check fails, so it scores 0
                 elif error[0] != "AssertionError":
                     outcome = (f"the check refused the shortcut {description!r} with {error[0]} ({error[1][:120]}) "
                                "instead of an AssertionError with a hint")
