@@ -70,6 +70,7 @@ import re
 import shutil
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--text-column", default="text", help="column holding the text (default: text)")
     d.add_argument("--pair-column", default=None,
                    help="second text column for sentence-pair tasks (e.g. answer); default: none")
-    d.add_argument("--label-column", default="label", help="column holding the label (default: label)")
+    d.add_argument("--label-column", default="label", help="column holding the label (default: label). " + LABEL_RULE)
     d.add_argument("--validation-share", type=float, default=0.15,
                    help="share of the training file carved out, stratified, as the validation split when the folder has "
                    "no validation.* file (default: 0.15; 0 = no validation split)")
@@ -585,18 +586,44 @@ def read_table(path: Path, wanted: list[str]) -> tuple[list[Row], str | None]:
     raise TrainError(f"{path}: unsupported file type {path.suffix!r}; use .jsonl (one JSON object per line) or .csv")
 
 
-def normalise_label(value, where: str, column: str) -> tuple[str, bool]:
-    """The label as a class name, and whether surrounding whitespace was stripped.
+#: Spellings of "no value" that spreadsheets, pandas and databases write into a label cell (compared
+#: case-insensitively, after stripping): a row with one of them has no label, and is refused.
+MISSING_LABELS = frozenset({"nan", "na", "n/a", "#n/a", "null", "none", "nil", "missing", "?", "-", "--"})
 
-    The rule: every label becomes a string. Text is stripped of surrounding
-    whitespace ("pos " is "pos"); a number or true/false from a JSONL file is written
-    as in JSON (1 -> "1", 2.5 -> "2.5", true -> "true"), so 1 and "1" are one class.
-    Missing, empty, non-finite and structured (list, object) labels are refused.
+LABEL_RULE = (
+    "Labels: every label becomes text. Surrounding whitespace is removed; a label that is a number (in a "
+    "CSV cell or a JSON value) is written in one canonical form, so 1, 1.0, '1' and '1.0' are one class "
+    "('1') and 2.50 is '2.5'; true/false become 'true'/'false'. Empty and missing labels (JSON null or NaN, "
+    "or text such as NaN, NA, n/a, null, None, #N/A, -) are refused with their file and line."
+)
+
+
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")   # a decimal number as people write one
+
+
+def _canonical_number(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() and abs(number) < 2**53 else repr(float(number))
+
+
+def normalise_label(value, where: str, column: str) -> tuple[str, bool]:
+    """The label as a class name, and whether its text form was changed (whitespace or number form).
+
+    The one rule for every file type and split (:data:`LABEL_RULE`): a label becomes text, stripped of
+    surrounding whitespace ("pos " is "pos"); a number, from JSON or written as text in a CSV cell, takes
+    one canonical form (1, 1.0, "1" and "1.0" are all "1"; 2.50 is "2.5"); true/false from JSON become
+    "true"/"false". Missing, empty, non-finite and structured (list, object) labels, and the spellings of
+    a missing value in :data:`MISSING_LABELS`, are refused with the row's file and line.
     """
     if isinstance(value, str):
-        name = value.strip()
+        name = unicodedata.normalize("NFC", value.strip())
         if not name:
             raise TrainError(f"{where}: the label ({column!r}) is empty; fill it in or remove the row")
+        if name.lower() in MISSING_LABELS:
+            raise TrainError(f"{where}: the label ({column!r}) is {name!r}, which spreadsheets and pandas write for a "
+                             "missing value; fill it in or remove the row (if it is really a class, give it another name)")
+        if NUMBER.fullmatch(name) and math.isfinite(float(name)):
+            canonical = _canonical_number(float(name))
+            return canonical, canonical != value
         return name, name != value
     if value is None:
         raise TrainError(f"{where}: the label ({column!r}) is missing (null); fill it in or remove the row")
@@ -605,7 +632,8 @@ def normalise_label(value, where: str, column: str) -> tuple[str, bool]:
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
             raise TrainError(f"{where}: the label ({column!r}) is {value}, not a class name")
-        return json.dumps(value), False
+        canonical = _canonical_number(value)
+        return canonical, canonical != json.dumps(value)
     raise TrainError(f"{where}: the label ({column!r}) must be text or a number, got a {type(value).__name__} "
                      f"({json.dumps(value)[:60]}); one label per row")
 
@@ -751,9 +779,9 @@ def load_splits(data: str, text_column: str = "text", pair_column: str | None = 
                 stripped.append(row)
             labels[id(row)] = name
     if stripped:
-        notes.append(f"surrounding whitespace was removed from {len(stripped)} label(s), e.g. "
-                     f"{stripped[0].values[label_column]!r} ({stripped[0].where}); labels that differ only in it "
-                     "are one class")
+        notes.append(f"{len(stripped)} label(s) were rewritten by the label rule (surrounding whitespace removed, "
+                     f"numbers in one form), e.g. {stripped[0].values[label_column]!r} ({stripped[0].where}); labels "
+                     "that differ only in that are one class")
     auto_split = "all" in raw
     if auto_split:
         rows = raw["all"]

@@ -94,12 +94,46 @@ def labelled(labels):
 def test_surrounding_whitespace_is_stripped_and_said(tmp_path):
     loaded = load(jsonl(tmp_path / "d.jsonl", labelled(["pos", "neg ", " pos", "neg"] * 5)))
     assert loaded.names == ["neg", "pos"]
-    assert any("surrounding whitespace was removed from 10 label(s)" in n and "'neg '" in n for n in loaded.notes)
+    assert any("10 label(s) were rewritten by the label rule" in n and "'neg '" in n for n in loaded.notes)
 
 
 def test_number_and_text_forms_of_one_label_are_one_class(tmp_path):
     loaded = load(jsonl(tmp_path / "d.jsonl", labelled([1, "1", 2, "2", 10] * 4)))
     assert loaded.names == ["1", "2", "10"]  # all labels are strings; numeric names sort as numbers
+    loaded = load(jsonl(tmp_path / "e.jsonl", labelled([1, 1.0, "1.0", " 1 ", 2.5, "2.50", "+2.5", 3e0] * 3)))
+    assert loaded.names == ["1", "2.5", "3"]
+    csv = write(tmp_path / "d.csv", "text,label\n" + "\n".join(f"message {i},{lab}" for i, lab in
+                                                                 enumerate(["1", "1.0", "2", "2.00", "01"] * 4)))
+    assert load(csv).names == ["1", "2"]
+
+
+@pytest.mark.parametrize("missing", ["NaN", "nan", "NA", "n/a", "N/A", "#N/A", "null", "None", "NULL", " none ", "-", "?"])
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_spellings_of_a_missing_label_are_refused_with_the_line(tmp_path, missing, kind):
+    labels = ["pos", "neg"] * 10
+    labels[4] = missing
+    if kind == "jsonl":
+        path = jsonl(tmp_path / "d.jsonl", labelled(labels))
+    else:
+        path = write(tmp_path / "d.csv", "text,label\n" + "\n".join(f"message {i},{lab}" for i, lab in enumerate(labels)))
+    message = refused(path)
+    assert f"line {5 if kind == 'jsonl' else 6}: the label ('label') is {missing.strip()!r}" in message
+    assert "missing value" in message and "fill it in or remove the row" in message
+
+
+def test_the_label_rule_is_one_function_of_the_value():
+    """hypothesis: any finite number, as a JSON number or as text in any usual form, gives the same class name,
+    and that name reads back as the same number."""
+    from hypothesis import given, strategies as st
+
+    @given(st.one_of(st.integers(-10**6, 10**6), st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)))
+    def one_class(number):
+        name, _ = train.normalise_label(number, "f, line 1", "label")
+        for text in (repr(number), str(number), f" {number} ", json.dumps(number)):
+            assert train.normalise_label(text, "f, line 1", "label")[0] == name
+        assert float(name) == float(number)
+
+    one_class()
 
 
 @pytest.mark.parametrize("bad, message", [
