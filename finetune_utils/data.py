@@ -38,7 +38,7 @@ class DataError(ValueError):
 class Schema:
     """What one data set's lines must look like."""
 
-    task: str  # "sequence", "pair", "token" or "chat"
+    task: str  # "sequence", "pair", "token", "chat" or "preference"
     label_names: tuple[str, ...]
     text_fields: tuple[str, ...]  # must be non-empty strings
     label_field: str | None = "label"
@@ -89,6 +89,14 @@ SCHEMAS: dict[str, Schema] = {
         fields={"messages": list, "check": str},
         nullable=("check",),
         stratify=("task",),
+    ),
+    "support_preferences": Schema(
+        task="preference",
+        label_names=("curt", "wrong_detail", "wrong_format", "padded", "over_promising"),
+        text_fields=("prompt", "chosen", "rejected"),
+        label_field="kind",
+        fields={"topic": str},
+        stratify=("kind",),
     ),
 }
 
@@ -336,6 +344,8 @@ def _features(schema: Schema, extra: dict):
         ]
         spec["tokens"] = Sequence(Value("string"))
         spec["tags"] = Sequence(ClassLabel(names=bio_names(schema.label_names)))
+    elif schema.task == "preference":   # a prompt, the chosen and the rejected reply; kind: how the rejected one fails
+        spec["kind"] = ClassLabel(names=list(schema.label_names))
     elif schema.task == "chat":
         spec["task"] = ClassLabel(names=list(schema.label_names))
         spec["messages"] = [{"role": Value("string"), "content": Value("string")}]

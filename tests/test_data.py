@@ -16,6 +16,7 @@ MIN_SIZE = {
     "support_answers": 400,
     "support_entities": 300,
     "instructions": 400,
+    "support_preferences": 300,
 }
 
 
@@ -41,6 +42,8 @@ def test_size_splits_and_typed_features(loaded):
         assert features["tags"].feature.names == labels and labels[0] == "O"
     elif name == "instructions":
         assert features["task"].names == labels
+    elif name == "support_preferences":
+        assert features["kind"].names == labels
     else:
         assert features["label"].names == labels
 
@@ -90,7 +93,7 @@ def test_splits_are_reproducible_from_ids(loaded):
 
 def test_label_balance_is_stratified(loaded):
     name, ds, labels = loaded
-    field = {"support_entities": None, "instructions": "task"}.get(name, "label")
+    field = {"support_entities": None, "instructions": "task", "support_preferences": "kind"}.get(name, "label")
     if field is None:
         return
     overall = Counter(x for s in ds for x in ds[s][field])
@@ -113,6 +116,8 @@ def text_units(name, rows):
         return list(questions.items()) + [(r["id"], r["answer"]) for r in rows]
     if name == "instructions":
         return [(r["id"], r["messages"][0]["content"]) for r in rows]
+    if name == "support_preferences":
+        return [(r["id"], r["prompt"]) for r in rows]
     return [(r["id"], r["text"]) for r in rows]
 
 

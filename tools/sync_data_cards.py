@@ -10,6 +10,7 @@ Each card has two generated sections, between <!-- stats:start/end --> and
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import statistics
 import sys
@@ -100,6 +101,11 @@ def stats(name: str) -> str:
         total = sum(ds[s]['_n'] for s in splits)
         out.append(f"Checkable responses (valid JSON with the fixed schema, or one label from a fixed set): "
                    f"{checkable} of {total} ({100 * checkable / total:.0f}%).")
+    if name == "support_preferences":   # the audit the generator prints: sizes, kinds, duplicates, the length baseline
+        spec = importlib.util.spec_from_file_location("make_pairs", data.folder(name) / "make_pairs.py")
+        make_pairs = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(make_pairs)
+        out.append(make_pairs.audit(make_pairs.read()))
     return "\n\n".join(out)
 
 
