@@ -89,3 +89,27 @@ def test_one_blas_thread_limits_blas_inside_the_block_only():
         inside_torch = torch.get_num_threads()
     assert blas_threads() == before
     assert inside_torch == torch.get_num_threads()  # PyTorch's pool is left alone
+
+
+def test_release_memory_collects_cycles_and_trims_the_heap_on_glibc():
+    import gc
+    import platform
+    import weakref
+
+    class Node:
+        pass
+
+    enabled = gc.isenabled()
+    gc.disable()  # so that only release_memory can free the cycle below
+    try:
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # a reference cycle: reference counting alone never frees it
+        alive = weakref.ref(a)
+        del a, b
+        assert alive() is not None
+        trimmed = env.release_memory()
+        assert alive() is None, "release_memory must run the garbage collector"
+    finally:
+        if enabled:
+            gc.enable()
+    assert trimmed is (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc")
