@@ -246,7 +246,9 @@ def run_lesson_in_browser(base: str, token: str, lesson: Path, nb: dict, log_pat
     """Open ``lesson`` in JupyterLab, run all cells, check outputs and the quiz widget; return timings."""
     from playwright.sync_api import expect, sync_playwright
 
-    expected_cells = sum(1 for src in _code(nb) if src.strip())
+    # Collapsed cells (jupyter.source_hidden: drawing code) show no input prompt, so they are not counted.
+    expected_cells = sum(1 for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()
+                         and not c.get("metadata", {}).get("jupyter", {}).get("source_hidden"))
     quizzes = _quiz_calls(nb)
     minutes = nb.get("metadata", {}).get("course", {}).get("cpu_minutes", 3.0)
     run_all_s = int(2 * minutes * 60 + 60)
