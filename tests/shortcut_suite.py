@@ -33,6 +33,9 @@ SHORTCUTS = ROOT / "tests" / "shortcuts"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"   # what tools/make_student.py puts in a region
 UNTOUCHED = "the untouched stub"                           # tried first for every exercise: it must score 0
+#: Lessons whose reworked exercises (checks that refuse shortcuts, with their banks) wait in drafts/issue27/ to be
+#: verified and moved in (issue 27); until then the suite does not run on them, and the bank test skips them.
+PENDING = {"01", "02", "03", "04", "05", "06", "07", "08", "09"}
 sys.path.insert(0, str(ROOT / "tools"))
 import sync_notebooks  # noqa: E402  (the exercises of a lesson, as nbgrader's metadata is written from them)
 
@@ -100,7 +103,8 @@ class ShortcutSuite:
         self.exercises: dict[Path, dict[int, dict]] = {}   # lesson -> first answer cell index -> exercise
 
     def _exercise_starting_at(self, item):
-        if item.path.suffix != ".ipynb" or item.path.parent != ROOT / "solutions" or not hasattr(item, "cell"):
+        if (item.path.suffix != ".ipynb" or item.path.parent != ROOT / "solutions" or not hasattr(item, "cell")
+                or item.path.name[:2] in PENDING):
             return None, None
         nb = item.parent.nb
         if item.path not in self.exercises:
