@@ -293,28 +293,23 @@ def _pair_batch(collate, pairs):
 
 def reference_logps(model, pairs, pad_id: int, batch_size: int = 8):
     """(chosen, rejected) log-probabilities under the reference: ``model`` with its LoRA adapter disabled."""
-    import torch
-
-    collate = sft.Collator(pad_id)
-    chosen, rejected = [], []
-    model.eval()
-    with torch.inference_mode(), _adapter_off(model):
-        for start in range(0, len(pairs), batch_size):
-            part = pairs[start:start + batch_size]
-            lp = sequence_logps(model, _pair_batch(collate, part))
-            chosen.append(lp[: len(part)])
-            rejected.append(lp[len(part):])
-    return torch.cat(chosen), torch.cat(rejected)
+    return _pair_logps(model, pairs, pad_id, batch_size, adapter=False)
 
 
 def policy_logps(model, pairs, pad_id: int, batch_size: int = 8):
     """(chosen, rejected) log-probabilities under the model as it is (adapter on), without gradients."""
+    return _pair_logps(model, pairs, pad_id, batch_size, adapter=True)
+
+
+def _pair_logps(model, pairs, pad_id: int, batch_size: int, adapter: bool):
+    import contextlib
+
     import torch
 
     collate = sft.Collator(pad_id)
     chosen, rejected = [], []
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), (contextlib.nullcontext() if adapter else _adapter_off(model)):
         for start in range(0, len(pairs), batch_size):
             part = pairs[start:start + batch_size]
             lp = sequence_logps(model, _pair_batch(collate, part))
