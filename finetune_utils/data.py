@@ -119,7 +119,11 @@ def names() -> list[str]:
 
 def folder(name: str) -> Path:
     if name not in SCHEMAS:
-        raise DataError(f"Unknown data set {name!r}; the course has {names()}.")
+        looks_like_a_path = any(c in str(name) for c in "/\\.~") or Path(str(name)).expanduser().exists()
+        advice = (" It looks like a path to your own files: `load` reads only the course's data sets. Train on your "
+                  "own CSV/JSONL with the command (`python -m finetune_utils.train --data PATH`), or read them with "
+                  "`datasets.load_dataset('csv', data_files=PATH)` (or 'json' for JSONL).") if looks_like_a_path else ""
+        raise DataError(f"Unknown data set {name!r}; the course has {names()}.{advice}")
     return env.data_dir() / name
 
 

@@ -297,6 +297,8 @@ def test_duplicate_id_and_missing_file(scratch):
 def test_unknown_names_and_subsets():
     with pytest.raises(data.DataError, match="Unknown data set 'imdb'"):
         data.load("imdb")
+    with pytest.raises(data.DataError, match="your own files.*finetune_utils.train --data.*load_dataset"):
+        data.load("my_data/train.csv")
     with pytest.raises(data.DataError, match="no subset 'tiny'"):
         data.load("support_sentiment", subset="tiny")
 
