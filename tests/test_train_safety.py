@@ -155,12 +155,28 @@ def test_output_that_cannot_be_created(ws, capsys):
     (["--seed", "-1"], "--seed must be between 0 and 2**32 - 1 (got -1)"),
     (["--epochs", "0"], "--epochs must be between 1 and 1000 (got 0)"),
     (["--batch-size", "0"], "--batch-size must be >= 1 (got 0)"),
+    (["--report_to", "nonsense"], "--report_to nonsense: nonsense is not supported"),
+    (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be between 1 and 10000 (got 0)"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_bad_options_leave_the_previous_run_intact(ws, bad, message, capsys):
     """Checked before anything is deleted: the previous run survives a bad option with --overwrite."""
     before = tree(ws)
     code, err = cli(["--data", ws / "data", "--output", ws / "prev", "--overwrite", *TINY, *bad], capsys)
     assert code == 2 and err.startswith("error: ") and message in err, err
+    assert tree(ws) == before
+
+
+def test_report_to_an_integration_that_is_not_installed(ws, capsys):
+    pytest.importorskip("transformers.integrations")
+    try:
+        import tensorboard  # noqa: F401
+        pytest.skip("tensorboard is installed here")
+    except ImportError:
+        pass
+    before = tree(ws)
+    code, err = cli(["--data", ws / "data", "--output", ws / "prev", "--overwrite", *TINY, "--report-to", "tensorboard"],
+                    capsys)
+    assert code == 2 and err.startswith("error: --report-to tensorboard: ") and "tensorboard" in err[30:], err
     assert tree(ws) == before
 
 

@@ -19,10 +19,10 @@ checkpoints' seals) and :mod:`.run` (Trainer and its callbacks). It imports the 
 never imports it.
 """
 
-from .options import (DEFAULT_LR, MIXED_PRECISION_FROM, STOPPED_EXIT_CODE, NonFiniteError, TrainError, build_parser,
+from .options import (DEFAULT_LR, LABEL_RULE, MIXED_PRECISION_FROM, STOPPED_EXIT_CODE, NonFiniteError, TrainError, build_parser,
                       check_model, check_options, choose_precision, parse_args)
 from .output import (BEST_FILE, CHECKPOINT_DIR, CHECKSUMS, LATEST, RUN_MARK, STATE_FILE, OutputPlan, check_resumable,
                      finish_output, foreign_files, latest_checkpoint, plan_output, prepare_output, read_best, read_mark,
                      remove_checkpoints, seal_checkpoint, write_mark)
 from .run import RESUME_KEYS, main, run
-from .userdata import LABEL_RULE, Loaded, carve_validation, fingerprint, load_splits, normalise_label, read_table
+from .userdata import Loaded, carve_validation, fingerprint, load_splits, normalise_label, read_table

@@ -1,25 +1,26 @@
-"""The command's options, named as ``transformers.TrainingArguments`` names them where they mean the same thing.
-
-Each option also answers to its earlier name (``--lr``, ``--epochs``, ``--batch-size``, ``--output``, ...), and
-error messages name an option as it was typed. Every value, and the model's config, is checked before anything
-is written.
-"""
+"""The options, named as ``TrainingArguments`` names them (each also answers to its earlier name), and their checks."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..training import DEFAULT_LR  # the learning rate of each strategy when --learning_rate is not given
+from .. import training
 
-#: Models below this many parameters train in fp32 (TF32 matrix products) under ``--precision auto`` on CUDA. For
-#: the course's 22.7M-parameter encoder bf16 autocast was measured slower than fp32 (its casts cost more than half
-#: precision saves); the boundary itself is a rule of thumb, not a measurement (``bench/gpu_check.sh`` prints the
-#: ratios for the packaged encoder on your GPU).
+DEFAULT_LR = training.DEFAULT_LR  # the learning rate of each strategy when --learning_rate is not given
+
+#: Models below this many parameters train in fp32 (TF32) under ``--precision auto`` on CUDA (a rule of thumb:
+#: bf16 was measured slower for the 22.7M-parameter encoder; ``bench/gpu_check.sh`` prints the ratios).
 MIXED_PRECISION_FROM = 300_000_000
 STOPPED_EXIT_CODE = 3
+LABEL_RULE = (
+    "Labels: every label becomes text. Surrounding whitespace is removed; a label that is a number (in a "
+    "CSV cell or a JSON value) is written in one canonical form, so 1, 1.0, '1' and '1.0' are one class "
+    "('1') and 2.50 is '2.5'; true/false become 'true'/'false'. Empty and missing labels (JSON null or NaN, "
+    "or text such as NaN, NA, n/a, null, None, #N/A, -) are refused with their file and line."
+)
 
 
 class TrainError(Exception):
@@ -31,93 +32,78 @@ class NonFiniteError(TrainError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .userdata import LABEL_RULE
-
     p = argparse.ArgumentParser(
         prog="python -m finetune_utils.train",
-        description="Fine-tune the packaged pre-trained encoder (all-MiniLM-L6-v2) as a text classifier on a course "
-        "data set or on your own JSONL/CSV data with transformers.Trainer, and write the model, label names, metrics "
-        "and a training curve to --output_dir. Options follow transformers' examples (run_classification.py); each "
-        "also answers to the dashed name after it.",
+        description="Fine-tune the packaged encoder (all-MiniLM-L6-v2) as a text classifier on a course data set or "
+        "your own JSONL/CSV data with transformers.Trainer; write the model, labels, metrics and a training curve to "
+        "--output_dir. Options follow transformers' examples (run_classification.py); each also answers to the "
+        "dashed name after it.",
         epilog="Several processes: accelerate launch [--multi_gpu] --num_processes N -m finetune_utils.train ... (or "
-        "torchrun, or an accelerate config with FSDP or DeepSpeed); --per_device_train_batch_size is per process. "
-        "Exit status: 0 done, 2 bad input or a non-finite loss, 3 stopped by --stop_after.")
-
-    def add(group, *names, **kw):
-        group.add_argument(*names, **kw)
-
+        "torchrun); batch sizes are per process. Exit status: 0 done, 2 bad input or a non-finite loss, 3 stopped by "
+        "--stop_after.")
     d = p.add_argument_group("data arguments")
-    add(d, "--data", required=True,
-        help="a course data set name (support_sentiment, legal_topics, support_answers), a folder with train.jsonl|csv "
-        "and optionally validation.* and test.*, or one .jsonl/.csv file (then split 70/15/15, stratified, seed 0)")
-    add(d, "--text_column", "--text-column", default="text", help="column holding the text (default: text)")
-    add(d, "--pair_column", "--pair-column", default=None,
-        help="second text column for sentence-pair tasks (e.g. answer); default: none")
-    add(d, "--label_column", "--label-column", default="label", help="column holding the label (default: label). "
-        + LABEL_RULE)
-    add(d, "--validation_share", "--validation-share", type=float, default=0.15,
-        help="share of the training file carved out, stratified, as the validation split when the folder has no "
-        "validation.* file (default: 0.15; 0 = no validation split)")
-    add(d, "--max_seq_length", "--max-length", type=int, default=128,
-        help="tokens per text; longer texts are truncated (default: 128)")
+    d.add_argument("--data", required=True, help="a course data set (support_sentiment, legal_topics, support_answers), "
+                   "a folder with train.jsonl|csv and optionally validation.* and test.*, or one .jsonl/.csv file "
+                   "(then split 70/15/15, stratified, seed 0)")
+    d.add_argument("--text_column", "--text-column", default="text", help="column holding the text (default: text)")
+    d.add_argument("--pair_column", "--pair-column", help="second text column for sentence-pair tasks (default: none)")
+    d.add_argument("--label_column", "--label-column", default="label", help="column holding the label (default: "
+                   "label). " + LABEL_RULE)
+    d.add_argument("--validation_share", "--validation-share", type=float, default=0.15, help="share of the training "
+                   "file carved out, stratified, as validation split when there is no validation.* file (default: "
+                   "0.15; 0: none)")
+    d.add_argument("--max_seq_length", "--max-length", type=int, default=128,
+                   help="tokens per text; longer texts are truncated (default: 128)")
     m = p.add_argument_group("model arguments")
-    add(m, "--model_name_or_path", "--model", default=None,
-        help="encoder folder or hub name (hub names need internet); default: the packaged all-MiniLM-L6-v2")
-    add(m, "--strategy", default="full", choices=("full", "head_only", "last_k", "lora"),
-        help="what trains: every parameter, the new head only, the last k layers + head, or LoRA adapters + head "
-        "(default: full)")
-    add(m, "--k", type=int, default=2, help="layers to train with --strategy last_k (default: 2)")
-    add(m, "--lora_r", "--lora-r", type=int, default=8, help="LoRA rank with --strategy lora (default: 8)")
-    t = p.add_argument_group("training arguments (transformers.TrainingArguments)")
-    add(t, "--output_dir", "--output", required=True,
-        help="folder to write the model, labels.json, metrics.json and curve.png to")
-    add(t, "--overwrite_output_dir", "--overwrite", action="store_true",
-        help="replace a previous run of this command in --output_dir (only a folder holding its mark, "
-        "finetune-run.json, and no other files); the new run is swapped in when it has finished")
-    add(t, "--num_train_epochs", "--epochs", type=int, default=3, help="passes over the training set (default: 3)")
-    add(t, "--learning_rate", "--lr", type=float, default=None,
-        help="peak learning rate of AdamW (default: per strategy: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
-        + "; the full fine-tuning value from a sweep over the course data sets, see the README)")
-    add(t, "--per_device_train_batch_size", "--batch-size", type=int, default=16,
-        help="examples per step per process (default: 16)")
-    add(t, "--per_device_eval_batch_size", "--eval-batch-size", type=int, default=64,
-        help="examples per batch for validation and test (default: 64)")
-    add(t, "--gradient_accumulation_steps", "--gradient-accumulation-steps", type=int, default=1,
-        help="batches whose gradients are summed before each optimizer step (default: 1); an optimizer step sees "
-        "per_device_train_batch_size x processes x this many examples")
-    add(t, "--warmup_ratio", "--warmup-ratio", type=float, default=0.1,
-        help="share of steps for linear warm-up (default: 0.1)")
-    add(t, "--weight_decay", "--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
-    add(t, "--max_grad_norm", "--max-grad-norm", type=float, default=1.0,
-        help="clip the gradient norm to this value before each step (default: 1.0)")
-    add(t, "--class_weights", "--class-weights", default="none", choices=("none", "balanced"),
-        help="balanced: weigh each class's loss by n / (classes x n_class), for imbalanced labels (default: none)")
-    add(t, "--seed", type=int, default=0, help="seed for the head's initial values, shuffling and dropout (default: 0)")
-    add(t, "--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto takes CUDA when available (default: auto)")
-    add(t, "--use_cpu", "--use-cpu", dest="device", action="store_const", const="cpu", help="the same as --device cpu")
-    add(t, "--precision", default="auto", choices=("auto", "no", "bf16", "fp16"),
-        help="mixed precision on CUDA: auto = fp32 with TF32 matrix products for models under "
-        f"{MIXED_PRECISION_FROM // 10**6}M parameters (faster than bf16 there), bf16 (else fp16) for larger ones; "
-        "always fp32 on CPU (default: auto)")
-    add(t, "--bf16", dest="precision", action="store_const", const="bf16", help="the same as --precision bf16")
-    add(t, "--fp16", dest="precision", action="store_const", const="fp16", help="the same as --precision fp16")
-    add(t, "--keep_epoch", "--keep-epoch", default="best", choices=("best", "last"),
-        help="which epoch's model is written: the one with the best validation macro-F1, or the last (default: best; "
-        "without a validation split, the last)")
-    add(t, "--report_to", "--report-to", default="none",
-        help="where the Trainer also sends its logs: none, all, or integrations such as tensorboard or wandb, "
-        "comma-separated (default: none)")
-    add(t, "--logging_steps", "--logging-steps", type=int, default=1,
-        help="log the training loss every N optimizer steps (default: 1)")
-    add(t, "--save_steps", "--save-every", type=int, default=0,
-        help="checkpoint every N optimizer steps instead of at the end of each epoch (default: 0 = each epoch)")
-    add(t, "--resume", action="store_true",
-        help="continue an interrupted run from the last checkpoint in --output_dir")
-    add(t, "--keep_checkpoints", "--keep-checkpoints", action="store_true", help="keep checkpoints/ after a finished run")
-    add(t, "--stop_after", "--stop-after", type=int, default=None, metavar="STEPS",
-        help="checkpoint and stop after this many optimizer steps, as if interrupted (exit status 3); for trying out "
-        "--resume")
-    add(t, "--disable_tqdm", "--quiet", action="store_true", help="no progress bar")
+    m.add_argument("--model_name_or_path", "--model", help="encoder folder or hub name (hub names need internet; "
+                   "default: the packaged all-MiniLM-L6-v2)")
+    m.add_argument("--strategy", default="full", choices=("full", "head_only", "last_k", "lora"), help="what trains: "
+                   "everything, the new head, the last k layers + head, or LoRA adapters + head (default: full)")
+    m.add_argument("--k", type=int, default=2, help="layers to train with --strategy last_k (default: 2)")
+    m.add_argument("--lora_r", "--lora-r", type=int, default=8, help="LoRA rank with --strategy lora (default: 8)")
+    t = p.add_argument_group("training arguments (as in transformers.TrainingArguments)")
+    t.add_argument("--output_dir", "--output", required=True, help="folder for the model, labels, metrics and curve")
+    t.add_argument("--overwrite_output_dir", "--overwrite", action="store_true", help="replace a previous run of this "
+                   "command (only a folder holding its mark and no other files), swapped in when the new one is done")
+    t.add_argument("--num_train_epochs", "--epochs", type=int, default=3, help="passes over the training set (default: 3)")
+    t.add_argument("--learning_rate", "--lr", type=float, help="peak learning rate of AdamW (default: per strategy: "
+                   + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + "; see the README's sweep)")
+    t.add_argument("--per_device_train_batch_size", "--batch-size", type=int, default=16,
+                   help="examples per batch per process (default: 16)")
+    t.add_argument("--per_device_eval_batch_size", "--eval-batch-size", type=int, default=64,
+                   help="examples per batch for validation and test (default: 64)")
+    t.add_argument("--gradient_accumulation_steps", "--gradient-accumulation-steps", type=int, default=1,
+                   help="batches whose gradients are summed into one optimizer step (default: 1)")
+    t.add_argument("--warmup_ratio", "--warmup-ratio", type=float, default=0.1,
+                   help="share of steps for linear warm-up (default: 0.1)")
+    t.add_argument("--weight_decay", "--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
+    t.add_argument("--max_grad_norm", "--max-grad-norm", type=float, default=1.0,
+                   help="clip the gradient norm to this before each step (default: 1.0)")
+    t.add_argument("--class_weights", "--class-weights", default="none", choices=("none", "balanced"),
+                   help="balanced: weigh each class's loss by n / (classes x n_class) (default: none)")
+    t.add_argument("--seed", type=int, default=0, help="seed for the head's initial values, shuffling and dropout "
+                   "(default: 0)")
+    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: CUDA when available")
+    t.add_argument("--use_cpu", "--use-cpu", dest="device", action="store_const", const="cpu", help="--device cpu")
+    t.add_argument("--precision", default="auto", choices=("auto", "no", "bf16", "fp16"), help="mixed precision on "
+                   f"CUDA; auto: fp32 with TF32 for models under {MIXED_PRECISION_FROM // 10**6}M parameters (faster "
+                   "there), else bf16 (or fp16); always fp32 on CPU (default: auto)")
+    t.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="--precision bf16")
+    t.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="--precision fp16")
+    t.add_argument("--keep_epoch", "--keep-epoch", default="best", choices=("best", "last"), help="the epoch whose "
+                   "model is written: best validation macro-F1, or the last (default: best; the last without validation)")
+    t.add_argument("--report_to", "--report-to", default="none",
+                   help="integrations that get the logs: none, all, tensorboard, wandb, ... comma-separated (default: none)")
+    t.add_argument("--logging_steps", "--logging-steps", type=int, default=1,
+                   help="log the training loss every N optimizer steps (default: 1)")
+    t.add_argument("--save_steps", "--save-every", type=int, default=0,
+                   help="checkpoint every N optimizer steps instead of each epoch's end (default: 0, each epoch)")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    t.add_argument("--keep_checkpoints", "--keep-checkpoints", action="store_true",
+                   help="keep checkpoints/ after a finished run")
+    t.add_argument("--stop_after", "--stop-after", type=int, metavar="STEPS", help="checkpoint and stop after this "
+                   "many optimizer steps, as if interrupted (exit status 3), to try out --resume")
+    t.add_argument("--disable_tqdm", "--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -165,13 +151,11 @@ def check_options(args) -> None:
     need(1 <= args.gradient_accumulation_steps <= 10_000, "gradient_accumulation_steps", "must be between 1 and 10000")
     need(args.max_seq_length >= 8, "max_seq_length", "must be >= 8 tokens")
     need(_finite(args.warmup_ratio) and 0 <= args.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
-    need(_finite(args.weight_decay) and 0 <= args.weight_decay <= 1, "weight_decay",
-         "must be a finite number in [0, 1]",
+    need(_finite(args.weight_decay) and 0 <= args.weight_decay <= 1, "weight_decay", "must be a finite number in [0, 1]",
          "usual values are 0 to 0.1")
     need(_finite(args.max_grad_norm) and args.max_grad_norm > 0, "max_grad_norm", "must be a finite number > 0", "1.0 is usual")
     need(_finite(args.validation_share) and 0 <= args.validation_share <= 0.5, "validation_share",
-         "must be between 0 and 0.5",
-         "0.1 to 0.2 is usual")
+         "must be between 0 and 0.5", "0.1 to 0.2 is usual")
     need(0 <= args.seed < 2**32, "seed", "must be between 0 and 2**32 - 1")
     need(args.k >= 0, "k", "must be >= 0 layers")
     need(args.lora_r >= 1, "lora_r", "must be >= 1", "the LoRA rank is the width of the adapters, e.g. 4, 8 or 16")
@@ -185,15 +169,20 @@ def check_options(args) -> None:
         raise TrainError("; ".join(problems))
 
 
-@dataclass
-class ModelInfo:
-    """What the command needs to know about the encoder before loading its weights."""
+def check_report_to(value: str, name: str = "--report_to") -> list[str]:
+    """The integrations ``--report_to`` names, each known to transformers and installed (checked before any write)."""
+    from transformers.integrations import get_reporting_integration_callbacks
 
-    layers: int | None
-    max_positions: int | None
+    names = [v.strip() for v in value.split(",") if v.strip()] or ["none"]
+    try:
+        for callback in get_reporting_integration_callbacks(names[0] if names in (["none"], ["all"]) else names):
+            callback()  # an integration that is not installed refuses here
+    except (ValueError, RuntimeError, ImportError) as err:
+        raise TrainError(f"{name} {value}: {err}") from None
+    return names
 
 
-def check_model(model: str | None, max_length: int, strategy: str, k: int, names: dict | None = None) -> ModelInfo:
+def check_model(model: str | None, max_length: int, strategy: str, k: int, names: dict | None = None) -> None:
     """Read the encoder's config (no weights) and check --max_seq_length and --k against it."""
     from transformers import AutoConfig
 
@@ -206,39 +195,30 @@ def check_model(model: str | None, max_length: int, strategy: str, k: int, names
         raise TrainError(str(err)) from None
     except TypeError as err:
         raise TrainError(f"{n['model_name_or_path']}: {err}") from None
-    try:
-        if isinstance(source, Path):  # a local folder: its own errors, not the hub's
+    try:  # a local folder has its own errors, not the hub's
+        with contextlib.nullcontext() if isinstance(source, Path) else models.hub_errors(source):
             config = AutoConfig.from_pretrained(str(source))
-        else:
-            with models.hub_errors(source):
-                config = AutoConfig.from_pretrained(str(source))
     except models.UnknownModelError as err:
         raise TrainError(str(err)) from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise TrainError(f"{n['model_name_or_path']} {model}: its config.json cannot be read as a model configuration "
                          f"({type(err).__name__}: {str(err)[:160]}); a model folder needs the config.json, weights and "
                          "tokenizer files that came with the model") from None
-    info = ModelInfo(getattr(config, "num_hidden_layers", None), getattr(config, "max_position_embeddings", None))
-    problems, limit, opt = [], info.max_positions, n["max_seq_length"]
+    layers, limit = getattr(config, "num_hidden_layers", None), getattr(config, "max_position_embeddings", None)
+    problems, opt = [], n["max_seq_length"]
     if isinstance(limit, int) and max_length > limit:
         problems.append(f"{opt} {max_length} is more than the model's {limit} positions; use {opt} {limit} or less "
                         "(longer texts are truncated)")
-    if strategy == "last_k" and isinstance(info.layers, int) and k > info.layers:
-        problems.append(f"--k {k} is more than the model's {info.layers} layers; use --k between 0 and {info.layers} "
-                        f"(--k {info.layers} trains every layer but the embeddings, --strategy full trains everything)")
+    if strategy == "last_k" and isinstance(layers, int) and k > layers:
+        problems.append(f"--k {k} is more than the model's {layers} layers; use --k between 0 and {layers} "
+                        f"(--k {layers} trains every layer but the embeddings, --strategy full trains everything)")
     if problems:
         raise TrainError("; ".join(problems))
-    return info
 
 
 def choose_precision(requested: str, device_type: str, parameters: int) -> tuple[str, str]:
-    """The precision to train in (``"no"``, ``"bf16"`` or ``"fp16"``) and why.
-
-    Mixed precision on CUDA only. ``auto`` keeps fp32 (with TF32 matrix products) for a model under
-    ``MIXED_PRECISION_FROM`` parameters: for a small encoder in small batches, autocast's casts cost more than
-    half precision saves, so bf16 is slower than fp32 there (``bench/gpu_check.sh`` prints the ratios); larger
-    models take bf16 where the GPU supports it, else fp16.
-    """
+    """The precision to train in (``"no"``, ``"bf16"`` or ``"fp16"``) and why: mixed precision on CUDA only, and
+    under ``auto`` only from ``MIXED_PRECISION_FROM`` parameters (bf16 where the GPU has it, else fp16)."""
     if device_type != "cuda":
         if requested in ("bf16", "fp16"):
             raise TrainError(f"--precision {requested} needs a CUDA GPU; on {device_type} use --precision no (or auto)")

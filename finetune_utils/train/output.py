@@ -1,15 +1,9 @@
 """Output safety: the command never deletes or changes a file it did not write.
 
-It marks its output folders (``finetune-run.json``, written first; once the run has finished it lists every
-file the run wrote). ``--overwrite_output_dir`` replaces only a folder holding the mark and nothing else: the new
-run is written beside it (``.<name>.incoming``) and swapped in at the end, so a failed run leaves the previous one
-intact. An output that is or contains the data, the current folder or a home folder is refused.
-
-Checkpoints are ``transformers.Trainer``'s own (``checkpoints/checkpoint-N``). When Trainer has written one, the
-command seals it (:func:`seal_checkpoint`): its state (options, data fingerprint, labels, best epoch), the best
-epoch's weights where they are not the checkpoint's own, checksums of every file; only then does the
-``checkpoints/latest`` pointer name it (replaced atomically) and older checkpoints go. A crash while saving
-leaves ``latest`` naming a complete checkpoint; ``--resume`` refuses a damaged one, or changed data or options.
+Output folders carry a mark (``finetune-run.json``, written first, listing at the end every file the run wrote);
+``--overwrite_output_dir`` replaces only a marked folder holding nothing else, by writing the new run beside it
+(``.<name>.incoming``) and swapping it in at the end. Checkpoints are Trainer's ``checkpoints/checkpoint-N``,
+sealed by :func:`seal_checkpoint` before the ``latest`` pointer names them.
 """
 
 from __future__ import annotations
@@ -30,11 +24,9 @@ RUN_MARK = "finetune-run.json"
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
 CHECKSUMS = "checksums.json"
-#: The command's own state in a checkpoint: options, data fingerprint, labels, best epoch.
 STATE_FILE = "finetune-state.json"
-#: The trainable weights of the best epoch so far, in a checkpoint when that epoch is not the checkpoint's own.
 BEST_FILE = "best.safetensors"
-#: The files transformers.Trainer writes into a checkpoint, and the command's own.
+#: The files Trainer and the command write into a checkpoint (checksums.json lists them).
 CHECKPOINT_FILE = re.compile(
     r"((model|adapter_model)(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|(config|adapter_config|"
     r"generation_config|trainer_state)\.json|(optimizer|scheduler|scaler)\.pt|rng_state(_\d+)?\.pth|training_args\.bin|"
@@ -69,11 +61,8 @@ def read_mark(folder: Path) -> dict | None:
 def foreign_files(folder: Path) -> list[str] | None:
     """Files and folders in ``folder`` that this command did not write; None if it has no run mark.
 
-    Ours are: the mark; the files the mark lists, with their recorded sizes; the
-    checkpoint layout under ``checkpoints/``; and, while the mark says the run has not
-    finished, the outputs' names (``model/*``, ``labels.json``, ``metrics.json``,
-    ``curve.png``) of a run that crashed while writing them. Anything else, symbolic
-    links included, is foreign, and a folder holding it is never deleted.
+    Ours: the mark, the files it lists (at their sizes), the checkpoints' files and, while the run has not finished,
+    the outputs' names. Anything else, symbolic links included, is foreign; a folder holding it is never deleted.
     """
     mark = read_mark(folder)
     if mark is None:
@@ -271,28 +260,23 @@ def discard_output(plan: OutputPlan) -> None:
 
 
 def trainable_weights(model) -> dict:
-    """A CPU copy of the parameters that train (the best epoch's weights are kept this way)."""
+    """A CPU copy of the parameters that train (how the best epoch's weights are kept)."""
     return {n: p.detach().cpu().clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def seal_checkpoint(path: Path, state: dict, best: dict | None = None) -> None:
-    """Finish a checkpoint that ``transformers.Trainer`` has written to ``path`` (main process only).
-
-    Writes the command's ``state`` (options, data fingerprint, labels, best epoch), ``best`` (the best epoch's
-    trainable weights) unless the best epoch is this checkpoint's own step, and ``checksums.json`` with the size
-    and a fast hash of every file; then replaces the ``latest`` pointer (``os.replace``) and removes the older
-    checkpoints. A crash at any point leaves ``latest`` naming a complete checkpoint.
-    """
+    """Seal a checkpoint Trainer wrote: the command's ``state``, ``best`` (the best epoch's trainable weights) unless
+    they are this step's own, checksums of every file; then ``latest`` names it and the older checkpoints go."""
     from safetensors.torch import save_file
 
-    from ..models import file_digest
+    from .. import models
 
     if best is not None and (state.get("best") or {}).get("step") != state["step"]:
         save_file(best, str(path / BEST_FILE))
     (path / STATE_FILE).write_text(json.dumps(state, indent=1))
     files = sorted(p.name for p in path.iterdir() if p.is_file() and not p.is_symlink() and p.name != CHECKSUMS
                    and CHECKPOINT_FILE.fullmatch(p.name))
-    sums = {f: {"size": (path / f).stat().st_size, "digest": file_digest(path / f)} for f in files}
+    sums = {f: {"size": (path / f).stat().st_size, "digest": models.file_digest(path / f)} for f in files}
     (path / f".{CHECKSUMS}.tmp").write_text(json.dumps(sums, indent=1))
     os.replace(path / f".{CHECKSUMS}.tmp", path / CHECKSUMS)
     pointer = path.parent / f".{LATEST}.tmp"
@@ -315,11 +299,8 @@ def _remove_checkpoint(path: Path) -> None:
 
 
 def remove_checkpoints(folder: Path, keep: str | None = None) -> None:
-    """Remove the command's checkpoints in ``folder`` except ``keep``; without ``keep`` also the pointer and the folder.
-
-    Only what the command and Trainer write goes: the known files of its ``checkpoint-N`` folders and the
-    ``latest`` pointer. Anything else, and a folder holding it, stays.
-    """
+    """Remove the known files of the ``checkpoint-N`` folders but ``keep`` (without it, the pointer and the folder
+    too); anything else, and a folder holding it, stays."""
     if not folder.is_dir() or folder.is_symlink():
         return
     for old in sorted(folder.iterdir()):
@@ -340,7 +321,7 @@ def remove_checkpoints(folder: Path, keep: str | None = None) -> None:
 
 def latest_checkpoint(folder: Path) -> Path:
     """The checkpoint ``folder/latest`` names, checked to be complete and undamaged (checksums)."""
-    from ..models import file_digest
+    from .. import models
 
     pointer = folder / LATEST
     if not pointer.is_file():
@@ -364,7 +345,7 @@ def latest_checkpoint(folder: Path) -> Path:
         actual = (path / f).stat().st_size
         if actual != size:
             raise TrainError(f"the checkpoint {path} is damaged: {f} has {actual} bytes, {CHECKSUMS} says {size}; {fix}")
-        if file_digest(path / f) != digest:
+        if models.file_digest(path / f) != digest:
             raise TrainError(f"the checkpoint {path} is damaged: {f} does not match its checksum; {fix}")
     return path
 

@@ -1,10 +1,6 @@
-"""The run: ``transformers.Trainer`` underneath, the command's guarantees as its callbacks and around it.
-
-Everything is checked before anything is written (options, output folder, data, model, and on ``--resume`` the
-checkpoint's checksums, options and data). :class:`CommandTrainer` trains with the lessons' loss (class weights)
-and evaluates with the lessons' ``training.evaluate``; :class:`Guard` stops on a non-finite loss or gradient, keeps
-the best epoch's weights, seals each checkpoint and stops at ``--stop_after``.
-"""
+"""The run on ``transformers.Trainer``: everything is checked before anything is written; ``CommandTrainer`` uses
+the lessons' loss and evaluation, and the ``Guard`` callback stops on a non-finite loss or gradient, keeps the best
+epoch's weights, seals each checkpoint and stops at ``--stop_after``."""
 
 from __future__ import annotations
 
@@ -17,7 +13,7 @@ import time
 from pathlib import Path
 
 from .options import DEFAULT_LR, STOPPED_EXIT_CODE, NonFiniteError, TrainError, check_model, check_options, \
-    choose_precision, parse_args, spelling
+    check_report_to, choose_precision, parse_args, spelling
 from .output import CHECKPOINT_DIR, OutputPlan, check_resumable, discard_output, finish_output, latest_checkpoint, \
     listing, plan_output, prepare_output, read_best, remove_checkpoints, seal_checkpoint, trainable_weights, write_mark
 from .userdata import load_splits
@@ -170,6 +166,7 @@ def run(args) -> int:
         import datasets
         import torch
         import transformers
+        from accelerate import PartialState
         from transformers import TrainingArguments
 
         from .. import diagnostics, env, freezing, heads, models, training
@@ -188,6 +185,7 @@ def run(args) -> int:
         loaded = load_splits(args.data, args.text_column, args.pair_column, args.label_column, args.validation_share)
         splits, label_names, pair_col = loaded.splits, loaded.names, loaded.pair_column
         check_model(args.model_name_or_path, args.max_seq_length, args.strategy, args.k, args.spelling)
+        report_to = check_report_to(args.report_to, args.spelling["report_to"])
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and "OMP_NUM_THREADS" not in os.environ:
@@ -217,7 +215,7 @@ def run(args) -> int:
         except (ValueError, TypeError) as err:
             raise TrainError(f"--strategy {args.strategy}: {err}") from None
         n_trainable = freezing.trainable_summary(model)
-    if any(r in args.report_to for r in ("tensorboard", "all")):
+    if any(r in report_to for r in ("tensorboard", "all")):
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(plan.work / "logs"))  # inside the run, listed as its own
     targs = TrainingArguments(
         output_dir=str(plan.work / CHECKPOINT_DIR), num_train_epochs=args.num_train_epochs,
@@ -229,7 +227,7 @@ def run(args) -> int:
         seed=args.seed, eval_strategy="epoch" if "validation" in splits else "no",
         save_strategy="steps" if args.save_steps else "epoch", save_steps=args.save_steps or 500,
         logging_steps=args.logging_steps, logging_nan_inf_filter=False, disable_tqdm=args.disable_tqdm,
-        report_to=[r.strip() for r in args.report_to.split(",")], use_cpu=not use_cuda,
+        report_to=report_to, use_cpu=not use_cuda,
         bf16=precision == "bf16", fp16=precision == "fp16", train_sampling_strategy="group_by_length",
         dataloader_num_workers=0)
     main, processes = targs.process_index == 0, targs.world_size
@@ -240,8 +238,9 @@ def run(args) -> int:
             print(f"note: {note}", file=sys.stderr)
 
     with phases("tokenization"):
-        tokenized = {s: training.tokenize(_dataset(*v), tokenizer, pair_field="pair" if pair_col else None,
-                                          max_length=args.max_seq_length) for s, v in splits.items()}
+        tokenized = {s: training.tokenize(datasets.Dataset.from_dict({"text": t, "label": y, **({"pair": p} if p else {})}), tokenizer,
+                                          pair_field="pair" if pair_col else None, max_length=args.max_seq_length)
+                     for s, (t, p, y) in splits.items()}
         inputs = {s: ds.select_columns([c for c in ds.column_names if c in training.MODEL_INPUTS])
                   for s, ds in tokenized.items()}
 
@@ -255,8 +254,6 @@ def run(args) -> int:
                                      args.spelling).get("best")
         best = read_best(checkpoint) if main else None
     # From here on the run writes; a failure removes what this run wrote (never anything else).
-    from accelerate import PartialState
-
     try:
         PartialState().wait_for_everyone()  # every process has checked the output folder before the main one writes
         if main:
@@ -274,11 +271,11 @@ def run(args) -> int:
             from transformers import PrinterCallback
 
             trainer.remove_callback(PrinterCallback)  # without a progress bar, Trainer prints every log line
-        else:
+        else:  # the progress bar, without its printing of every log line
             from transformers import ProgressCallback
 
-            trainer.callback_handler.callbacks = [cb for cb in trainer.callback_handler.callbacks
-                                                  if not isinstance(cb, ProgressCallback)] + [_Progress()]
+            trainer.pop_callback(ProgressCallback)
+            trainer.add_callback(type("Progress", (ProgressCallback,), {"on_log": lambda *a, **k: None}))
         if main and checkpoint is not None:
             state = json.loads((checkpoint / "trainer_state.json").read_text())
             print(f"resuming from {checkpoint.name}: epoch {state['epoch']:.2f}, step {state['global_step']} "
@@ -328,30 +325,10 @@ def run(args) -> int:
     return code
 
 
-class _Progress:
-    """transformers' progress bar without its printing of every log line (created on first use)."""
-
-    def __new__(cls):
-        from transformers import ProgressCallback
-
-        class Progress(ProgressCallback):
-            def on_log(self, args, state, control, logs=None, **kw):
-                pass
-
-        return Progress()
-
-
-def _dataset(texts, pairs, labels):
-    from datasets import Dataset
-
-    return Dataset.from_dict({"text": texts, "label": labels, **({"pair": pairs} if pairs is not None else {})})
-
-
 def write_outputs(plan: OutputPlan, model, tokenizer, tokenized: dict, metrics: dict, history: dict, title: str,
                   keep_checkpoints: bool, device, phases: Phases, batch_size: int = 64) -> None:
     """Write the finished run (model, labels, metrics with test scores, curve), then mark and swap it in."""
-    from .. import training
-    from ..evaluation import scores
+    from .. import evaluation, training
 
     work = plan.work
     with phases("saving"):
@@ -365,7 +342,7 @@ def write_outputs(plan: OutputPlan, model, tokenizer, tokenized: dict, metrics: 
     if "test" in tokenized:
         with phases("test"):
             logits = training.predict(final, tokenized["test"], tokenizer, batch_size=batch_size, device=device)
-            metrics["test"] = scores(tokenized["test"]["labels"], logits.argmax(-1))
+            metrics["test"] = evaluation.scores(tokenized["test"]["labels"], logits.argmax(-1))
     with phases("plot"):
         _plot(history, work / "curve.png", title=title, kept=kept)
     if not keep_checkpoints:
@@ -386,10 +363,10 @@ def _plot(history, path: Path, title: str, kept: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..evaluation import plot_history
+    from .. import evaluation
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    plot_history(history, ax=ax, title=title)
+    evaluation.plot_history(history, ax=ax, title=title)
     ax.axvline(history["epoch_step"][kept - 1], color="0.5", linestyle=":", label=f"model kept (epoch {kept})")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()

@@ -118,12 +118,6 @@ def read_table(path: Path, wanted: list[str]) -> tuple[list[Row], str | None]:
 #: case-insensitively, after stripping): a row with one of them has no label, and is refused.
 MISSING_LABELS = frozenset({"nan", "na", "n/a", "#n/a", "null", "none", "nil", "missing", "?", "-", "--"})
 
-LABEL_RULE = (
-    "Labels: every label becomes text. Surrounding whitespace is removed; a label that is a number (in a "
-    "CSV cell or a JSON value) is written in one canonical form, so 1, 1.0, '1' and '1.0' are one class "
-    "('1') and 2.50 is '2.5'; true/false become 'true'/'false'. Empty and missing labels (JSON null or NaN, "
-    "or text such as NaN, NA, n/a, null, None, #N/A, -) are refused with their file and line."
-)
 
 
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")   # a decimal number as people write one
@@ -136,7 +130,7 @@ def _canonical_number(number: float) -> str:
 def normalise_label(value, where: str, column: str) -> tuple[str, bool]:
     """The label as a class name, and whether its text form was changed (whitespace or number form).
 
-    The one rule for every file type and split (:data:`LABEL_RULE`): a label becomes text, stripped of
+    The one rule for every file type and split (:data:`.options.LABEL_RULE`): a label becomes text, stripped of
     surrounding whitespace ("pos " is "pos"); a number, from JSON or written as text in a CSV cell, takes
     one canonical form (1, 1.0, "1" and "1.0" are all "1"; 2.50 is "2.5"); true/false from JSON become
     "true"/"false". Missing, empty, non-finite and structured (list, object) labels, and the spellings of
@@ -187,12 +181,8 @@ def _split_file(rows: list[Row], labels: list[str]) -> dict:
 
 
 def carve_validation(rows: list[Row], labels: list[str], share: float) -> tuple[list[Row], list[Row]] | str:
-    """Split the training rows into (train, validation), stratified by label, with a fixed seed (0).
-
-    Every class keeps at least one training row. Returns the reason instead when the rows
-    are too few to carve a split that holds every class (fewer than ``MIN_CARVE_ROWS`` rows,
-    a class with fewer than ``MIN_CARVE_PER_CLASS``, or a share too small for one row per class).
-    """
+    """Split the training rows into (train, validation), stratified by label, seed 0; or the reason why the rows are
+    too few for a split that holds every class (``MIN_CARVE_ROWS``, ``MIN_CARVE_PER_CLASS``)."""
     from sklearn.model_selection import train_test_split
 
     counts = {lab: labels.count(lab) for lab in set(labels)}
@@ -232,12 +222,8 @@ class Loaded:
 
 def load_splits(data: str, text_column: str = "text", pair_column: str | None = None,
                 label_column: str = "label", validation_share: float = 0.15) -> Loaded:
-    """Read the data the options name; every problem is a :class:`TrainError` naming the file and line.
-
-    A folder without a validation file gets one carved from its training file
-    (:func:`carve_validation`, ``validation_share`` of it); one file is split 70/15/15.
-    ``Loaded.validation`` says which.
-    """
+    """Read the data the options name (every problem a :class:`TrainError` naming the file and line); a folder
+    without a validation file gets one carved (:func:`carve_validation`), one file is split 70/15/15."""
     if data in course_data.names():
         schema = course_data.SCHEMAS[data]
         if schema.task not in ("sequence", "pair"):
@@ -360,9 +346,6 @@ def load_splits(data: str, text_column: str = "text", pair_column: str | None = 
 
 
 def _is_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
+    return bool(NUMBER.fullmatch(text)) and math.isfinite(float(text))
 
 
