@@ -238,9 +238,9 @@ def run(args) -> int:
             print(f"note: {note}", file=sys.stderr)
 
     with phases("tokenization"):
-        tokenized = {s: training.tokenize(datasets.Dataset.from_dict({"text": t, "label": y, **({"pair": p} if p else {})}), tokenizer,
-                                          pair_field="pair" if pair_col else None, max_length=args.max_seq_length)
-                     for s, (t, p, y) in splits.items()}
+        tokenized = {s: training.tokenize(datasets.Dataset.from_dict({"text": t, "label": y, **({"pair": p} if p else {})}),
+                                          tokenizer, pair_field="pair" if pair_col else None,
+                                          max_length=args.max_seq_length) for s, (t, p, y) in splits.items()}
         inputs = {s: ds.select_columns([c for c in ds.column_names if c in training.MODEL_INPUTS])
                   for s, ds in tokenized.items()}
 
