@@ -203,7 +203,7 @@ def test_interrupted_run_resumes_to_the_same_result(finished, small_csv, tmp_pat
     # which has only what the checkpoint holds
     assert train.main([str(a) for a in (*common, "--stop-after", "4")]) == train.STOPPED_EXIT_CODE
     assert "--resume" in capsys.readouterr().err
-    assert (resumed / "checkpoints" / "latest").read_text() == "step-000004"
+    assert (resumed / "checkpoints" / "latest").read_text() == "checkpoint-4"
     assert not (resumed / "metrics.json").exists()
     # (refusals run in this process: they need no fresh interpreter)
     assert train.main([str(a) for a in common]) == 2  # forgetting --resume does not wipe the interrupted run
@@ -213,7 +213,7 @@ def test_interrupted_run_resumes_to_the_same_result(finished, small_csv, tmp_pat
     assert "other options" in err and "lr: checkpoint" in err
     done = run_cli(*common, "--resume")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "resuming from step-000004" in done.stdout
+    assert "resuming from checkpoint-4" in done.stdout
     first, second = (json.loads((p / "metrics.json").read_text()) for p in (out, resumed))
     assert second["history"]["loss"] == pytest.approx(first["history"]["loss"], abs=1e-6)
     assert second["test"] == first["test"] and second["validation"] == first["validation"]
@@ -222,45 +222,47 @@ def test_interrupted_run_resumes_to_the_same_result(finished, small_csv, tmp_pat
     assert "has finished" in capsys.readouterr().err
 
 
+def _trainer_checkpoint(folder, step, weights):
+    """A checkpoint folder as transformers.Trainer writes it (the files the command seals)."""
+    from safetensors.torch import save_file
+
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    save_file(weights, str(path / "model.safetensors"))
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (path / "optimizer.pt").write_bytes(b"optimizer state")
+    return path
+
+
 def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     import torch
-    from transformers import get_linear_schedule_with_warmup
+    from safetensors.torch import load_file
 
-    from finetune_utils import heads
-
-    model = heads.classifier(["a", "b"], seed=0)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    scheduler = get_linear_schedule_with_warmup(optimizer, 1, 10)
     folder = tmp_path / "checkpoints"
-    state = {"step": 1, "epoch": 1, "step_in_epoch": 1}
-    train.save_checkpoint(folder, model, optimizer, scheduler, state)
-    before = model.classifier.weight.detach().clone()
-
-    with torch.no_grad():
-        model.classifier.weight.add_(1.0)
+    before = {"classifier.weight": torch.ones(2, 4)}
+    train.seal_checkpoint(_trainer_checkpoint(folder, 1, before), {"step": 1})
     real_replace = os.replace
 
     def crash(src, dst):
-        if Path(src).name.startswith(".tmp-"):
+        if Path(dst).name == "latest":
             raise OSError("simulated crash while saving")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(train.os, "replace", crash)
+    monkeypatch.setattr(train.output.os, "replace", crash)
     with pytest.raises(OSError, match="simulated crash"):
-        train.save_checkpoint(folder, model, optimizer, scheduler, {**state, "step": 2})
-    monkeypatch.setattr(train.os, "replace", real_replace)
+        train.seal_checkpoint(_trainer_checkpoint(folder, 2, {"classifier.weight": torch.zeros(2, 4)}), {"step": 2})
+    monkeypatch.setattr(train.output.os, "replace", real_replace)
 
     path = train.latest_checkpoint(folder)
-    assert path.name == "step-000001"
-    restored = train.load_checkpoint(path, model, optimizer, scheduler)
-    assert restored["step"] == 1
-    assert torch.equal(model.classifier.weight, before)
+    assert path.name == "checkpoint-1"
+    assert json.loads((path / train.STATE_FILE).read_text())["step"] == 1
+    assert torch.equal(load_file(str(path / "model.safetensors"))["classifier.weight"], before["classifier.weight"])
 
 
 def test_incomplete_checkpoint_is_reported(tmp_path):
     folder = tmp_path / "checkpoints"
-    (folder / "step-000003").mkdir(parents=True)
-    (folder / "latest").write_text("step-000003")
+    (folder / "checkpoint-3").mkdir(parents=True)
+    (folder / "latest").write_text("checkpoint-3")
     with pytest.raises(train.TrainError, match="incomplete"):
         train.latest_checkpoint(folder)
 
@@ -333,6 +335,20 @@ def test_two_processes(launcher, tmp_path, no_dropout, two_proc_reference):
     assert {p.name for p in out.iterdir()} == {"model", "labels.json", "metrics.json", "curve.png", train.RUN_MARK}
 
 
+def test_gradient_accumulation(tmp_path, no_dropout, two_proc_reference):
+    """8 per batch x 2 accumulated batches is the 1 x 16 run, step for step (Trainer's accumulation)."""
+    out = tmp_path / "accumulated"
+    result = run_cli(*no_dropout, "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "2",
+                     "--output_dir", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["options"]["gradient_accumulation_steps"] == 2
+    reference = two_proc_reference["history"]["loss"]
+    assert len(metrics["history"]["loss"]) == len(reference) == 16  # optimizer steps, not batches
+    assert metrics["history"]["loss"] == pytest.approx(reference, abs=1e-4), "8 x 2 accumulated did not train as 1 x 16"
+    assert metrics["test"] == pytest.approx(two_proc_reference["test"], abs=0.011)
+
+
 # --------------------------------------------------------------------------- the epoch kept
 
 
@@ -394,29 +410,22 @@ def test_the_best_validation_epoch_is_kept_also_after_a_resume(tmp_path, monkeyp
 
 def test_best_weights_are_saved_only_when_they_are_not_the_current_ones(tmp_path):
     import torch
-    from transformers import get_linear_schedule_with_warmup
 
-    from finetune_utils import freezing, heads
-
-    model = freezing.apply_strategy(heads.classifier(["a", "b"], seed=0), "head_only")
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    scheduler = get_linear_schedule_with_warmup(optimizer, 1, 10)
-    current = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    current = {"classifier.weight": torch.randn(2, 4), "classifier.bias": torch.zeros(2)}
     older = {n: w + 1 for n, w in current.items()}
     # the end of epoch 1, the best so far: its weights are the checkpoint's own, no second copy
-    at_best = {"step": 3, "epoch": 2, "step_in_epoch": 0, "best": {"epoch": 1, "val_macro_f1": 0.8}}
-    path = train.save_checkpoint(tmp_path / "a", model, optimizer, scheduler, at_best, best=current)
+    at_best = {"step": 3, "best": {"epoch": 1, "step": 3, "val_macro_f1": 0.8}}
+    path = _trainer_checkpoint(tmp_path / "a", 3, current)
+    train.seal_checkpoint(path, at_best, best=current)
     assert not (path / train.BEST_FILE).exists()
-    restored = {"weights": None}
-    train.load_checkpoint(train.latest_checkpoint(tmp_path / "a"), model, optimizer, scheduler, best=restored)
-    assert all(torch.equal(restored["weights"][n], current[n]) for n in current)
+    assert train.read_best(train.latest_checkpoint(tmp_path / "a")) is None  # the checkpoint's weights are the best
     # later (epoch 2 was worse): the best epoch's weights travel beside the current ones, checksummed
-    later = {"step": 6, "epoch": 3, "step_in_epoch": 0, "best": {"epoch": 1, "val_macro_f1": 0.8}}
-    path = train.save_checkpoint(tmp_path / "b", model, optimizer, scheduler, later, best=older)
+    later = {"step": 6, "best": {"epoch": 1, "step": 3, "val_macro_f1": 0.8}}
+    path = _trainer_checkpoint(tmp_path / "b", 6, current)
+    train.seal_checkpoint(path, later, best=older)
     assert train.BEST_FILE in json.loads((path / train.CHECKSUMS).read_text())
-    restored = {"weights": None}
-    train.load_checkpoint(train.latest_checkpoint(tmp_path / "b"), model, optimizer, scheduler, best=restored)
-    assert all(torch.equal(restored["weights"][n], older[n]) for n in older)
+    restored = train.read_best(train.latest_checkpoint(tmp_path / "b"))
+    assert all(torch.equal(restored[n], older[n]) for n in older)
     (path / train.BEST_FILE).write_bytes(b"damaged")
     with pytest.raises(train.TrainError, match="best.safetensors has"):
         train.latest_checkpoint(tmp_path / "b")

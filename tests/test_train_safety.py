@@ -42,7 +42,7 @@ def fake_run(folder):
     files = {"model/config.json": "{}", "labels.json": '["neg", "pos"]', "metrics.json": "{}"}
     for rel, text in files.items():
         (folder / rel).write_text(text)
-    train._write_mark(folder, {rel: len(text) for rel, text in files.items()}, finished=True)
+    train.write_mark(folder, {rel: len(text) for rel, text in files.items()}, finished=True)
     return folder
 
 
@@ -155,12 +155,28 @@ def test_output_that_cannot_be_created(ws, capsys):
     (["--seed", "-1"], "--seed must be between 0 and 2**32 - 1 (got -1)"),
     (["--epochs", "0"], "--epochs must be between 1 and 1000 (got 0)"),
     (["--batch-size", "0"], "--batch-size must be >= 1 (got 0)"),
+    (["--report_to", "nonsense"], "--report_to nonsense: nonsense is not supported"),
+    (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be between 1 and 10000 (got 0)"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_bad_options_leave_the_previous_run_intact(ws, bad, message, capsys):
     """Checked before anything is deleted: the previous run survives a bad option with --overwrite."""
     before = tree(ws)
     code, err = cli(["--data", ws / "data", "--output", ws / "prev", "--overwrite", *TINY, *bad], capsys)
     assert code == 2 and err.startswith("error: ") and message in err, err
+    assert tree(ws) == before
+
+
+def test_report_to_an_integration_that_is_not_installed(ws, capsys):
+    pytest.importorskip("transformers.integrations")
+    try:
+        import tensorboard  # noqa: F401
+        pytest.skip("tensorboard is installed here")
+    except ImportError:
+        pass
+    before = tree(ws)
+    code, err = cli(["--data", ws / "data", "--output", ws / "prev", "--overwrite", *TINY, "--report-to", "tensorboard"],
+                    capsys)
+    assert code == 2 and err.startswith("error: --report-to tensorboard: ") and "tensorboard" in err[30:], err
     assert tree(ws) == before
 
 
@@ -262,14 +278,14 @@ def test_resume_refuses_an_added_class(resumable, capsys):
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("flip", "trainable.safetensors does not match its checksum"),
-    ("truncate", "trainable.safetensors has"),
+    ("flip", "model.safetensors does not match its checksum"),
+    ("truncate", "model.safetensors has"),
     ("pointer", "the checkpoint pointer"),
     ("checksums", "checksums.json is unreadable"),
 ])
 def test_resume_refuses_a_damaged_checkpoint(resumable, damage, message, capsys):
     ckpt = resumable / "run" / "checkpoints"
-    weights = ckpt / "step-000001" / "trainable.safetensors"
+    weights = ckpt / "checkpoint-1" / "model.safetensors"
     if damage == "flip":  # one byte inside a tensor, size unchanged
         raw = bytearray(weights.read_bytes())
         raw[len(raw) // 2] ^= 0xFF
@@ -279,7 +295,7 @@ def test_resume_refuses_a_damaged_checkpoint(resumable, damage, message, capsys)
     elif damage == "pointer":
         (ckpt / "latest").write_text("../../elsewhere")
     else:
-        (ckpt / "step-000001" / "checksums.json").write_text("{")
+        (ckpt / "checkpoint-1" / "checksums.json").write_text("{")
     code, err = _resume(resumable, capsys)
     assert code == 2 and message in err and "is damaged" in err and "--overwrite" in err, err
 
@@ -301,16 +317,16 @@ def test_half_written_run_can_be_replaced(ws, capsys):
     """A run that crashed while writing its outputs (mark not finished) is still the command's own."""
     half = ws / "half"
     (half / "model").mkdir(parents=True)
-    train._write_mark(half)  # written first, never completed
+    train.write_mark(half)  # written first, never completed
     (half / "model" / "model.safetensors").write_bytes(b"partial")
     (half / "labels.json").write_text("[]")
     assert train.foreign_files(half) == []
     args = train.build_parser().parse_args(["--data", str(ws / "data"), "--output", str(half), "--overwrite"])
-    plan = train.plan_output(args.output, args.data, args.overwrite, args.resume)
+    plan = train.plan_output(args.output_dir, args.data, args.overwrite_output_dir, args.resume)
     assert plan.replace and plan.work == half.parent / ".half.incoming"
     (half / "model" / "sub").mkdir()  # but not what the command never writes
     assert train.foreign_files(half) == ["model/sub/"]
-    train._write_mark(half, {"labels.json": 2}, finished=True)  # once finished, only listed files are its own
+    train.write_mark(half, {"labels.json": 2}, finished=True)  # once finished, only listed files are its own
     (half / "model" / "sub").rmdir()
     assert train.foreign_files(half) == ["model/"]
 
@@ -322,7 +338,7 @@ def test_the_swap_and_the_staging_cleanup_check_again_right_before_deleting(tmp_
     output.mkdir()
     (output / "notes.txt").write_text("mine")  # the previous run's mark was removed while training
     staging.mkdir()
-    train._write_mark(staging)
+    train.write_mark(staging)
     plan = train.OutputPlan(output, staging, replace=True)
     with pytest.raises(train.TrainError, match="was removed, so it was not replaced"):
         train.finish_output(plan)
@@ -339,7 +355,7 @@ def test_the_swap_and_the_staging_cleanup_check_again_right_before_deleting(tmp_
 def test_resume_and_cleanup_leave_foreign_files_under_checkpoints(resumable, capsys):
     """At the end of a run the command removes only its own checkpoint files: a user's files stay, with their folders."""
     ckpt = resumable / "run" / "checkpoints"
-    step = next(p for p in ckpt.iterdir() if p.name.startswith("step-"))
+    step = next(p for p in ckpt.iterdir() if p.name.startswith("checkpoint-"))
     (ckpt / "my-notes.txt").write_text("mine")
     (ckpt / "mine").mkdir()
     (ckpt / "mine" / "draft.txt").write_text("mine too")
@@ -350,7 +366,7 @@ def test_resume_and_cleanup_leave_foreign_files_under_checkpoints(resumable, cap
     assert "note: 3 file(s) in" in err and "were not written by this command" in err
     after = tree(resumable / "run")
     assert all(after.get(rel) == h for rel, h in before.items())  # every user file is still there, unchanged
-    assert not (step / "trainable.safetensors").exists() and not (ckpt / "latest").exists()  # ours are gone
+    assert not (step / "model.safetensors").exists() and not (ckpt / "latest").exists()  # ours are gone
     assert (resumable / "run" / "metrics.json").is_file()
     mark = train.read_mark(resumable / "run")
     assert mark["finished"] and not any("mine" in f or "notes" in f or "comment" in f for f in mark["files"])
@@ -361,16 +377,17 @@ def test_resume_and_cleanup_leave_foreign_files_under_checkpoints(resumable, cap
 
 def test_remove_checkpoints_removes_only_the_commands_files(tmp_path):
     ckpt = tmp_path / "checkpoints"
-    for name in ("step-000001", ".tmp-step-000002", "step-000003"):
+    for name in ("checkpoint-1", "checkpoint-2", "checkpoint-3"):
         (ckpt / name).mkdir(parents=True)
-        for f in (*train.CHECKPOINT_FILES, train.CHECKSUMS):
+        for f in ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json",
+                  train.STATE_FILE, train.CHECKSUMS):
             (ckpt / name / f).write_text("x")
-    (ckpt / "latest").write_text("step-000003")
-    (ckpt / "step-000001" / "user.txt").write_text("mine")
-    (ckpt / "step-9-notes").mkdir()
-    train.remove_checkpoints(ckpt, keep="step-000003")
-    assert sorted(p.name for p in ckpt.iterdir()) == ["latest", "step-000001", "step-000003", "step-9-notes"]
-    assert [p.name for p in (ckpt / "step-000001").iterdir()] == ["user.txt"]
+    (ckpt / "latest").write_text("checkpoint-3")
+    (ckpt / "checkpoint-1" / "user.txt").write_text("mine")
+    (ckpt / "checkpoint-9-notes").mkdir()
+    train.remove_checkpoints(ckpt, keep="checkpoint-3")
+    assert sorted(p.name for p in ckpt.iterdir()) == ["checkpoint-1", "checkpoint-3", "checkpoint-9-notes", "latest"]
+    assert [p.name for p in (ckpt / "checkpoint-1").iterdir()] == ["user.txt"]
     train.remove_checkpoints(ckpt)
-    assert sorted(p.relative_to(ckpt).as_posix() for p in ckpt.rglob("*")) == ["step-000001", "step-000001/user.txt",
-                                                                                "step-9-notes"]
+    assert sorted(p.relative_to(ckpt).as_posix() for p in ckpt.rglob("*")) == ["checkpoint-1", "checkpoint-1/user.txt",
+                                                                                "checkpoint-9-notes"]
