@@ -136,14 +136,32 @@ def not_utf8_message(path, lineno: int, err: UnicodeDecodeError) -> str:
             "(latin1 if it came from an older Windows/Excel export)")
 
 
+#: Byte-order marks of encodings that are not UTF-8, checked longest first (UTF-32 LE starts like UTF-16 LE).
+OTHER_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32-LE"), (b"\x00\x00\xfe\xff", "UTF-32-BE"),
+              (b"\xff\xfe", "UTF-16-LE"), (b"\xfe\xff", "UTF-16-BE"))
+
+
 def decode_utf8(raw: bytes, path) -> str:
-    """``raw`` as text (a UTF-8 byte-order mark dropped); :class:`DataError` naming the line if not UTF-8."""
+    """``raw`` as text (a UTF-8 byte-order mark at the start dropped); :class:`DataError` naming the line if not
+    UTF-8, the encoding if the file starts with another byte-order mark, and the line of a mark in the middle."""
+    name = Path(path).name
+    for bom, encoding in OTHER_BOMS:
+        if raw.startswith(bom):
+            raise DataError(f"{path}: the file is {encoding} text (it starts with that encoding's byte-order mark), "
+                            f"not UTF-8. Re-save it as UTF-8 (in a spreadsheet 'CSV UTF-8'), or convert it with "
+                            f"`iconv -f {encoding[:6]} -t UTF-8 {name} > fixed{Path(path).suffix}`")
     try:
-        return raw.decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         start = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
         lineno = raw.count(b"\n", 0, err.start + start) + 1
         raise DataError(not_utf8_message(path, lineno, err)) from None
+    if "\n\ufeff" in text:  # a mark at the start of a later line: two files joined, the second saved with a mark
+        lineno = text.count("\n", 0, text.index("\n\ufeff")) + 2
+        raise DataError(f"{path}, line {lineno}: a UTF-8 byte-order mark (U+FEFF) starts this line, in the middle of the file, "
+                        "usually where two files were joined; delete it (e.g. `sed -i 's/\\xEF\\xBB\\xBF//g' "
+                        f"{name}`) and check that line")
+    return text
 
 
 def _has_lone_surrogate(value) -> bool:

@@ -218,6 +218,16 @@ class PeakMemory:
         return (self.peak - self.start) / 2**30
 
 
+def make_readable(folder) -> None:
+    """Give the files in ``folder`` the permissions the user's umask gives new files (safetensors writes its weights
+    with mode 0600, so on a shared machine nobody else could read a saved model)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o666 & ~umask)
+
+
 def release_memory() -> bool:
     """Collect Python's garbage and ask the C library to hand freed heap memory back to the operating system.
 

@@ -512,6 +512,7 @@ def save_finetuned(model, tokenizer, folder, recipe: dict, info: dict | None = N
     (folder / RECIPE_FILE).write_text(json.dumps({"saving": True}) + "\n")
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    env.make_readable(folder)
     files = {p.name: {"size": p.stat().st_size, "digest": file_digest(p)}
              for p in sorted(folder.iterdir()) if p.is_file() and p.name != RECIPE_FILE}
     record = {"recipe": _full_recipe(recipe), "info": info or {}, "files": files}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 from pathlib import Path
 
 from .. import training
@@ -126,6 +127,12 @@ def parse_args(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.spelling = spelling(argv, parser)
+    typed = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    args.given = {a.dest for a in parser._actions if typed & set(a.option_strings)}
+    for dest in ("data", "output_dir", "model_name_or_path"):  # "~" works in every path option, quoted or not
+        value = getattr(args, dest)
+        if isinstance(value, str) and value.startswith("~"):
+            setattr(args, dest, os.path.expanduser(value))
     return args
 
 
@@ -162,6 +169,16 @@ def check_options(args) -> None:
     need(args.save_steps >= 0, "save_steps", "must be >= 0")
     need(args.logging_steps >= 1, "logging_steps", "must be >= 1")
     need(args.stop_after is None or args.stop_after >= 1, "stop_after", "must be >= 1")
+    given = getattr(args, "given", set())
+    for dest, strategy in (("k", "last_k"), ("lora_r", "lora")):
+        if dest in given and args.strategy != strategy:
+            problems.append(f"{n[dest]} applies only to --strategy {strategy} (the run trains --strategy {args.strategy}); "
+                            f"add --strategy {strategy} or leave {n[dest]} out")
+    roles = [(c, d) for c, d in ((args.text_column, "text_column"), (args.pair_column, "pair_column"),
+                                (args.label_column, "label_column")) if c is not None]
+    for column in {c for c, _ in roles if [c2 for c2, _ in roles].count(c) > 1}:
+        problems.append(f"the column {column!r} is given two roles ({' and '.join(n[d] for c, d in roles if c == column)}); "
+                        "each option names its own column")
     if args.overwrite_output_dir and args.resume:
         problems.append(f"{n['overwrite_output_dir']} and {n['resume']} contradict each other: {n['resume']} continues "
                         f"the run in {n['output_dir']}, {n['overwrite_output_dir']} replaces it")
@@ -182,13 +199,18 @@ def check_report_to(value: str, name: str = "--report_to") -> list[str]:
     return names
 
 
-def check_model(model: str | None, max_length: int, strategy: str, k: int, names: dict | None = None) -> None:
-    """Read the encoder's config (no weights) and check --max_seq_length and --k against it."""
+def check_model(model: str | None, max_length: int, strategy: str, k: int, names: dict | None = None,
+                lora_r: int = 0) -> None:
+    """Read the encoder's config (no weights) and check --max_seq_length, --k and --lora_r against it."""
     from transformers import AutoConfig
 
     from .. import models
 
     n = {"max_seq_length": "--max-length", "model_name_or_path": "--model", **(names or {})}
+    if isinstance(model, str) and model.startswith((".", "/", "~")) and not Path(model).expanduser().exists():
+        raise TrainError(f"{n['model_name_or_path']} {model}: no such folder ({Path(model).expanduser().resolve()}); "
+                         "give the folder that holds the model's config.json, weights and tokenizer files, or leave "
+                         "the option out for the packaged model")
     try:
         source, _ = models.resolve(model, models.ENCODER, models.encoder_path)
     except (models.ModelPackageMissingError, models.UnknownModelError) as err:
@@ -205,6 +227,7 @@ def check_model(model: str | None, max_length: int, strategy: str, k: int, names
                          f"({type(err).__name__}: {str(err)[:160]}); a model folder needs the config.json, weights and "
                          "tokenizer files that came with the model") from None
     layers, limit = getattr(config, "num_hidden_layers", None), getattr(config, "max_position_embeddings", None)
+    hidden = getattr(config, "hidden_size", None)
     problems, opt = [], n["max_seq_length"]
     if isinstance(limit, int) and max_length > limit:
         problems.append(f"{opt} {max_length} is more than the model's {limit} positions; use {opt} {limit} or less "
@@ -212,6 +235,10 @@ def check_model(model: str | None, max_length: int, strategy: str, k: int, names
     if strategy == "last_k" and isinstance(layers, int) and k > layers:
         problems.append(f"--k {k} is more than the model's {layers} layers; use --k between 0 and {layers} "
                         f"(--k {layers} trains every layer but the embeddings, --strategy full trains everything)")
+    if strategy == "lora" and isinstance(hidden, int) and lora_r > hidden:
+        problems.append(f"{n.get('lora_r', '--lora-r')} {lora_r} is more than the model's hidden size {hidden}: a rank "
+                        f"that large adds more parameters than it adapts; use a small rank, e.g. 4, 8 or 16 "
+                        f"(at most {hidden})")
     if problems:
         raise TrainError("; ".join(problems))
 

@@ -184,7 +184,7 @@ def run(args) -> int:
         plan = plan_output(args.output_dir, args.data, args.overwrite_output_dir, args.resume)
         loaded = load_splits(args.data, args.text_column, args.pair_column, args.label_column, args.validation_share)
         splits, label_names, pair_col = loaded.splits, loaded.names, loaded.pair_column
-        check_model(args.model_name_or_path, args.max_seq_length, args.strategy, args.k, args.spelling)
+        check_model(args.model_name_or_path, args.max_seq_length, args.strategy, args.k, args.spelling, lora_r=args.lora_r)
         report_to = check_report_to(args.report_to, args.spelling["report_to"])
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -328,7 +328,7 @@ def run(args) -> int:
 def write_outputs(plan: OutputPlan, model, tokenizer, tokenized: dict, metrics: dict, history: dict, title: str,
                   keep_checkpoints: bool, device, phases: Phases, batch_size: int = 64) -> None:
     """Write the finished run (model, labels, metrics with test scores, curve), then mark and swap it in."""
-    from .. import evaluation, training
+    from .. import env, evaluation, training
 
     work = plan.work
     with phases("saving"):
@@ -336,6 +336,7 @@ def write_outputs(plan: OutputPlan, model, tokenizer, tokenized: dict, metrics: 
         final.save_pretrained(work / "model", safe_serialization=True)
         tokenizer.save_pretrained(work / "model")
         (work / "labels.json").write_text(json.dumps(metrics["labels"], indent=1))
+        env.make_readable(work / "model")
     kept = metrics["epoch_kept"]
     metrics.update(history=history, test=None,
                    validation={k[4:]: v[kept - 1] for k, v in history.items() if k.startswith("val_")} or None)
@@ -348,13 +349,32 @@ def write_outputs(plan: OutputPlan, model, tokenizer, tokenized: dict, metrics: 
     if not keep_checkpoints:
         remove_checkpoints(work / CHECKPOINT_DIR)
     metrics["phase_seconds"] = {"training": metrics["train_seconds"], **phases.seconds}
+    metrics["warnings"] = [w for w in (divergence(history.get("loss", []), metrics.get("options", {})),) if w]
     (work / "metrics.json").write_text(json.dumps(metrics, indent=1))
     finish_output(plan)
+    for warning in metrics["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     summary = metrics["test"] or metrics["validation"] or {}
     which = "test" if metrics["test"] else "validation"
     print(f"done in {metrics['train_seconds']:.0f} s on {metrics['processes']} process(es); kept the model of epoch "
           f"{kept} of {len(history['epoch_step'])} ({metrics['epoch_kept_by']}); {which} "
           + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()) + f"; written to {plan.output}")
+
+
+def divergence(losses: list, options: dict) -> str | None:
+    """A warning when the training loss rose instead of falling: the mean of the last quarter of the logged
+    losses is more than 1.5 times the mean of the first quarter (a learning rate far too large, lesson 08)."""
+    losses = [x for x in losses if isinstance(x, (int, float)) and math.isfinite(x)]
+    if len(losses) < 4:
+        return None
+    quarter = len(losses) // 4
+    first, last = sum(losses[:quarter]) / quarter, sum(losses[-quarter:]) / quarter
+    if last <= 1.5 * first:
+        return None
+    lr = options.get("learning_rate")
+    return (f"the training loss diverged: it rose from {first:.3g} (mean of the first quarter of the steps) to "
+            f"{last:.3g} (last quarter); the model is unlikely to be useful. Lower --learning_rate"
+            + (f" (it was {lr:g}; try 10 times less)" if isinstance(lr, (int, float)) else "") + " and run again")
 
 
 def _plot(history, path: Path, title: str, kept: int) -> None:

@@ -69,12 +69,17 @@ def _read_csv(path: Path, wanted: list[str]) -> tuple[list[Row], str]:
     text = course_data.decode_utf8(path.read_bytes(), path)
     if not text.strip():
         raise TrainError(f"{path} is empty: a CSV file needs a header row and data rows")
-    delimiter = choose_delimiter(text, wanted)
+    first, _, rest = text.partition("\n")
+    excel = first.strip().lower().startswith("sep=") and len(first.strip()) == 5
+    if excel:  # Excel's "sep=;" line names the delimiter; the header follows it
+        delimiter, text = first.strip()[4], rest
+    else:
+        delimiter = choose_delimiter(text, wanted)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    rows, header, line = [], None, 1
+    rows, header, line = [], None, 2 if excel else 1
     try:
         for record in reader:
-            start, line = line, reader.line_num + 1
+            start, line = line, reader.line_num + (2 if excel else 1)
             if not record or all(not field.strip() for field in record):
                 continue  # a blank line
             if header is None:
@@ -224,7 +229,18 @@ def load_splits(data: str, text_column: str = "text", pair_column: str | None = 
                 label_column: str = "label", validation_share: float = 0.15) -> Loaded:
     """Read the data the options name (every problem a :class:`TrainError` naming the file and line); a folder
     without a validation file gets one carved (:func:`carve_validation`), one file is split 70/15/15."""
-    if data in course_data.names():
+    data = str(data)
+    course_name = data[len("course:"):] if data.startswith("course:") else None
+    if course_name is None and data in course_data.names() and Path(data).exists():
+        raise TrainError(f"--data {data} names both a course data set and the {'folder' if Path(data).is_dir() else 'file'}"
+                         f" {Path(data).resolve()}; say which: --data ./{data} for yours, --data course:{data} for the "
+                         "course's")
+    if course_name is not None and course_name not in course_data.names():
+        raise TrainError(f"--data {data}: the course has no data set {course_name!r}; it has {course_data.names()}")
+    if course_name is None and data in course_data.names():
+        course_name = data
+    if course_name is not None:
+        data = course_name
         schema = course_data.SCHEMAS[data]
         if schema.task not in ("sequence", "pair"):
             raise TrainError(f"{data} is a {schema.task} data set; this command trains sequence and sentence-pair "
@@ -244,6 +260,9 @@ def load_splits(data: str, text_column: str = "text", pair_column: str | None = 
         raw = {}
         for split in course_data.SPLITS:
             files = [source / f"{split}{ext}" for ext in (".jsonl", ".csv") if (source / f"{split}{ext}").is_file()]
+            if len(files) > 1:
+                raise TrainError(f"the folder {source} holds both {files[0].name} and {files[1].name}; keep one of "
+                                 f"them (move the other out of the folder) so that it is clear which {split} data to use")
             if files:
                 raw[split], delimiter = read_table(files[0], wanted)
                 delimiters[files[0]] = delimiter
