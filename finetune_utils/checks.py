@@ -76,8 +76,13 @@ def forbid(*routes: str | tuple[Any, str], hint: str, namespace: dict | None = N
 
     def patch(owner: Any, name: str, value: Any) -> None:
         own = vars(owner) if hasattr(owner, "__dict__") else {}
-        saved.append((owner, name, name in own, own.get(name, getattr(owner, name, None))))
-        setattr(owner, name, value)
+        record = (owner, name, name in own, own.get(name, getattr(owner, name, None)))
+        try:
+            setattr(owner, name, value)
+        except (TypeError, AttributeError) as err:  # e.g. a method of a built-in type such as torch.Tensor's
+            raise TypeError(f"forbid cannot block {getattr(owner, '__name__', owner)}.{name} ({err}); block a "
+                            "function the route calls instead, or check the student's code for the name") from None
+        saved.append(record)  # only what was patched is restored
 
     try:
         for route in routes:
@@ -98,13 +103,13 @@ def forbid(*routes: str | tuple[Any, str], hint: str, namespace: dict | None = N
                     break
         yield
     finally:
-        for owner, name, had, value in reversed(saved):
-            if owner is namespace:
-                namespace[name] = value
-            elif had:
-                setattr(owner, name, value)
-            else:
-                try:
+        for owner, name, had, value in reversed(saved):  # restore everything, even if one restore fails
+            try:
+                if owner is namespace:
+                    namespace[name] = value
+                elif had:
+                    setattr(owner, name, value)
+                else:
                     delattr(owner, name)
-                except AttributeError:
-                    pass
+            except (AttributeError, TypeError):
+                pass

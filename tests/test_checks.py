@@ -60,3 +60,14 @@ def test_a_route_that_does_not_exist_is_an_error():
     with pytest.raises(AttributeError, match="does not exist"):
         with checks.forbid("torch.nn.functional.no_such_function", hint="", namespace={}):
             pass
+
+
+def test_a_route_that_cannot_be_blocked_is_named_and_everything_else_is_restored():
+    import torch
+    import torch.nn.functional as F
+
+    before = F.logsigmoid
+    with pytest.raises(TypeError, match="forbid cannot block .*logaddexp"):
+        with checks.forbid("torch.nn.functional.logsigmoid", (torch.ones(1), "logaddexp"), hint="h"):
+            pass
+    assert F.logsigmoid is before, "a route patched before the failing one was left blocked"

@@ -154,7 +154,7 @@ def test_questions_by_lesson():
     assert all(qid.startswith("q07_") for qid in quiz.questions(lesson=7))
     assert quiz.questions(lesson=0) == ["q00_embeddings", "q00_no_head"]
     assert quiz.questions(lesson=42) == []
-    assert sum(len(quiz.questions(lesson=n)) for n in range(10)) == len(quiz.questions())
+    assert sum(len(quiz.questions(lesson=n)) for n in range(11)) == len(quiz.questions())
     with pytest.raises(ValueError, match="lesson number"):
         quiz.questions(lesson="1")
     with pytest.raises(TypeError, match="q01_deploy"):
@@ -176,7 +176,7 @@ def test_ask_prints_the_question_and_options_but_not_the_explanations(capsys):
 
 
 def test_every_lesson_has_at_least_two_questions():
-    for lesson in range(1, 10):
+    for lesson in range(1, 11):
         assert len(quiz.questions(lesson=lesson)) >= 2, f"lesson {lesson:02d} needs at least two self-check questions"
 
 

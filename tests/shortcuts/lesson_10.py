@@ -14,6 +14,12 @@ SHORTCUTS = {
          "import numpy as _np\n"
          "z = (r_chosen - r_rejected).detach().double().numpy()\n"
          "return torch.tensor(float(_np.mean(_np.log1p(_np.exp(-_np.abs(z))) + _np.clip(-z, 0, None))))"),
+        ("torch.logsumexp of 0 and -z (stable, but the library's)",
+         "z = r_chosen - r_rejected\nreturn torch.logsumexp(torch.stack([torch.zeros_like(z), -z]), 0).mean()"),
+        ("the Tensor method logaddexp", "z = r_chosen - r_rejected\nreturn (-z).logaddexp(torch.zeros_like(z)).mean()"),
+        ("torch's private log_sigmoid", "return -torch._C._nn.log_sigmoid(r_chosen - r_rejected).mean()"),
+        ("section 3's bt_loss", "return bt_loss(r_chosen, r_rejected)"),
+        ("the constant log 2 (equal rewards)", "return torch.tensor(0.6931471805599453, requires_grad=True)"),
         ("the sum over pairs instead of the mean",
          "z = r_chosen - r_rejected\nreturn (torch.clamp(-z, min=0) + torch.log1p(torch.exp(-z.abs()))).sum()"),
     ],
@@ -35,6 +41,10 @@ SHORTCUTS = {
         ("transformers' warpers",
          "from transformers import TemperatureLogitsWarper, TopPLogitsWarper\n"
          "return torch.softmax(TopPLogitsWarper(top_p)(None, TemperatureLogitsWarper(temperature)(None, logits[None].clone())), -1)[0]"),
+        ("transformers' LogitsProcessorList",
+         "from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper\n"
+         "steps = LogitsProcessorList([TemperatureLogitsWarper(temperature), TopPLogitsWarper(top_p)])\n"
+         "return torch.softmax(steps(None, logits[None].clone()), -1)[0]"),
         ("the package's processed_probs", "return preferences.processed_probs(logits, temperature, None, top_p)"),
         ("section 4's step_probs", "return step_probs(logits, temperature, None, top_p)"),
         ("temperature only, no top-p", "return torch.softmax(logits / temperature, -1)"),
