@@ -129,3 +129,31 @@ def test_saved_files_are_readable_like_the_others(tmp_path):
     finally:
         os.umask(old)
     assert oct((tmp_path / "weights").stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_one_writer_per_output_folder(tmp_path, capsys):
+    from finetune_utils.train.output import OutputLock
+
+    out = tmp_path / "run"
+    with OutputLock(out) as lock:
+        assert lock.path.exists()
+        path = write_csv(tmp_path / "d.csv")
+        err = refused(capsys, tmp_path, "--data", str(path), "--output_dir", str(out))
+        assert f"pid {os.getpid()}" in err and "is writing to" in err and "choose another --output_dir" in err
+    assert not lock.path.exists(), "the lock must be released when the run ends"
+
+
+def test_a_stale_lock_is_replaced_with_a_note(tmp_path, capsys):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from finetune_utils.train.output import OutputLock
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock_file = tmp_path / ".run.lock"
+    lock_file.write_text(json.dumps({"pid": int(gone.stdout), "host": socket.gethostname(), "started": "then"}))
+    with OutputLock(tmp_path / "run"):
+        assert json.loads(lock_file.read_text())["pid"] == os.getpid()
+    assert "no longer exists" in capsys.readouterr().err and not lock_file.exists()

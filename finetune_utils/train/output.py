@@ -125,12 +125,13 @@ class OutputPlan:
 def protected_paths(data: str) -> list[Path]:
     """The data the options name: an output must never be or contain them."""
     out = []
-    if data in course_data.names():
+    name = data[len("course:"):] if data.startswith("course:") else data
+    if name in course_data.names():
         try:
-            out.append(_real(course_data.folder(data)))
+            out.append(_real(course_data.folder(name)))
         except course_data.DataError:
             pass
-    elif Path(data).exists():
+    if Path(data).exists():  # a local folder of a course set's name is protected too
         out.append(_real(data))
     return out
 
@@ -389,3 +390,65 @@ def check_resumable(path: Path, options: dict, processes: int, data_fingerprint:
                          f"{saved.get('data_fingerprint')}, now {data_fingerprint}): resuming would mix two data sets. "
                          "Restore the data the run started with, or start anew with --overwrite")
     return saved
+
+
+class OutputLock:
+    """One writer per output folder: ``.NAME.lock`` beside it, created atomically and removed on any exit.
+    A second run on the same folder is refused at once; a lock whose process is gone (on this machine) is stale
+    and replaced, with a note."""
+
+    def __init__(self, output: Path):
+        self.path = output.parent / f".{output.name}.lock"
+        self.held = False
+
+    def __enter__(self):
+        import socket
+        import time
+
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                other = self._read()
+                if other.get("host") == me["host"] and not _alive(other.get("pid")):
+                    print(f"note: {self.path} was left by a run (pid {other.get('pid')}) that no longer exists; "
+                          "replacing it", file=sys.stderr)
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise TrainError(f"another run (pid {other.get('pid', '?')} on {other.get('host', '?')}, started "
+                                 f"{other.get('started', '?')}) is writing to {self.path.parent / self.path.name[1:-5]};"
+                                 f" wait for it to finish or choose another --output_dir. If no such run exists, "
+                                 f"delete {self.path}") from None
+            except OSError as err:
+                raise TrainError(f"cannot create the lock {self.path}: {err.strerror or err}; --output_dir must be in "
+                                 "a folder you can write to") from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return self
+        raise TrainError(f"cannot take the lock {self.path}: another run took it at the same moment; try again")
+
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def __exit__(self, *exc):
+        if self.held and self._read().get("pid") == os.getpid():
+            self.path.unlink(missing_ok=True)
+        self.held = False
+        return False
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

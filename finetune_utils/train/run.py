@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .options import DEFAULT_LR, STOPPED_EXIT_CODE, NonFiniteError, TrainError, check_model, check_options, \
     check_report_to, choose_precision, parse_args, spelling
-from .output import CHECKPOINT_DIR, OutputPlan, check_resumable, discard_output, finish_output, latest_checkpoint, \
+from .output import CHECKPOINT_DIR, OutputLock, OutputPlan, check_resumable, discard_output, finish_output, latest_checkpoint, \
     listing, plan_output, prepare_output, read_best, remove_checkpoints, seal_checkpoint, trainable_weights, write_mark
 from .userdata import load_splits
 
@@ -161,6 +161,11 @@ def history_of(log_history: list, epochs: int, max_steps: int) -> dict:
 
 def run(args) -> int:
     """Train as the options say; returns the exit status. Bad input raises :class:`TrainError`."""
+    with contextlib.ExitStack() as stack:
+        return _run(args, stack)
+
+
+def _run(args, stack: contextlib.ExitStack) -> int:
     phases = Phases()
     with phases("imports"):
         import datasets
@@ -181,6 +186,9 @@ def run(args) -> int:
         check_options(args)
         if args.learning_rate is None:
             args.learning_rate = DEFAULT_LR[args.strategy]
+        target = Path(str(args.output_dir)).expanduser().resolve()
+        if os.environ.get("RANK", "0") == "0" and target.parent.is_dir():  # one writer per folder (main process)
+            stack.enter_context(OutputLock(target))
         plan = plan_output(args.output_dir, args.data, args.overwrite_output_dir, args.resume)
         loaded = load_splits(args.data, args.text_column, args.pair_column, args.label_column, args.validation_share)
         splits, label_names, pair_col = loaded.splits, loaded.names, loaded.pair_column
@@ -395,8 +403,20 @@ def _plot(history, path: Path, title: str, kept: int) -> None:
 
 
 def main(argv=None) -> int:
+    args = None
     try:
-        return run(parse_args(argv))
+        args = parse_args(argv)
+        return run(args)
     except TrainError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
+        if args is not None and args.overwrite_output_dir:
+            what = f"the new run was discarded; {args.output_dir} still holds the previous run, unchanged"
+        elif args is not None:
+            what = (f"what was finished is kept in {args.output_dir}: if a checkpoint was written, continue with the "
+                    "same command plus --resume")
+        else:
+            what = "nothing was written"
+        print(f"interrupted: {what}", file=sys.stderr)
+        return 130
