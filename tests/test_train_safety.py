@@ -391,3 +391,58 @@ def test_remove_checkpoints_removes_only_the_commands_files(tmp_path):
     train.remove_checkpoints(ckpt)
     assert sorted(p.relative_to(ckpt).as_posix() for p in ckpt.rglob("*")) == ["checkpoint-1", "checkpoint-1/user.txt",
                                                                                 "checkpoint-9-notes"]
+
+
+# --------------------------------------------------------------------------- Ctrl-C and the final swap (issue 32)
+
+def _ctrl_c_at_step(monkeypatch, step):
+    """Make the run's second optimizer step raise KeyboardInterrupt, as Ctrl-C would."""
+    import transformers
+
+    real = transformers.Trainer.training_step
+    calls = {"n": 0}
+
+    def training_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", training_step)
+
+
+def test_ctrl_c_during_overwrite_keeps_the_checkpoint_and_resume_finds_it(tmp_path, monkeypatch, capsys):
+    data = make_data(tmp_path / "data")
+    out = fake_run(tmp_path / "run")
+    _ctrl_c_at_step(monkeypatch, 2)
+    code, err = cli(["--data", data, "--output", out, *TINY, "--save-every", "1", "--overwrite"], capsys)
+    assert code == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("interrupted: the new run, at its last checkpoint, took")
+    assert "--resume instead of --overwrite" in err
+    monkeypatch.undo()
+    code, err = cli(["--data", data, "--output", out, *TINY, "--save-every", "1", "--resume"], capsys)
+    assert code == 0, err
+    assert json.loads((out / "metrics.json").read_text())["epoch_kept"] == 1
+    assert not (tmp_path / ".run.lock").exists()
+
+
+def test_ctrl_c_before_any_checkpoint_leaves_the_previous_run(tmp_path, monkeypatch, capsys):
+    data = make_data(tmp_path / "data")
+    out = fake_run(tmp_path / "run")
+    before = tree(tmp_path)
+    _ctrl_c_at_step(monkeypatch, 1)
+    code, err = cli(["--data", data, "--output", out, *TINY, "--overwrite"], capsys)
+    assert code == 130 and "Traceback" not in err
+    assert "had no checkpoint yet and was discarded" in err and "unchanged" in err
+    assert tree(tmp_path) == before
+
+
+def test_a_folder_in_the_way_of_the_swap_is_refused_before_training(tmp_path, capsys):
+    data = make_data(tmp_path / "data")
+    out = fake_run(tmp_path / "run")
+    (tmp_path / ".run.replaced").mkdir()
+    (tmp_path / ".run.replaced" / "mine.txt").write_text("a user's file")
+    before = tree(tmp_path)
+    code, err = cli(["--data", data, "--output", out, *TINY, "--overwrite"], capsys)
+    assert code == 2 and ".run.replaced is in the way" in err
+    assert tree(tmp_path) == before

@@ -198,6 +198,10 @@ def plan_output(output: str, data: str, overwrite: bool = False, resume: bool = 
                          "holds files it did not write; move it away")
     if not os.access(output.parent, os.W_OK | os.X_OK):
         raise TrainError(f"{shown} cannot be replaced: no permission to write in {output.parent}")
+    old = output.parent / f".{output.name}.replaced"  # the swap moves the old run there: checked before training
+    if old.exists() and (not old.is_dir() or foreign_files(old) != []):
+        raise TrainError(f"{old} is in the way (the command moves the previous run there while it swaps the new one "
+                         "in) and was not written by it; move it away")
     return OutputPlan(output, staging, replace=True)
 
 
@@ -227,6 +231,10 @@ def _our_files(folder: Path) -> dict:
     return files
 
 
+class SwapError(TrainError):
+    """The new run is complete in its staging folder but could not be swapped in: it is kept, not discarded."""
+
+
 def finish_output(plan: OutputPlan) -> None:
     """Record what the run wrote in its mark; with --overwrite, swap the new run in for the old one."""
     write_mark(plan.work, _our_files(plan.work), finished=True)
@@ -236,11 +244,15 @@ def finish_output(plan: OutputPlan) -> None:
     if foreign != []:  # None: its run mark is gone, so nothing in it can be known to be ours
         what = f"files were added to {plan.output} ({listing(foreign)})" if foreign else \
             f"the run mark {RUN_MARK} of {plan.output} was removed"
-        raise TrainError(f"while the run trained, {what}, so it was not replaced; the new run is in {plan.work}")
+        raise SwapError(f"while the run trained, {what}, so it was not replaced; the new run is in {plan.work}")
     old = plan.output.parent / f".{plan.output.name}.replaced"
     if old.exists() and foreign_files(old) == []:
         shutil.rmtree(old)
-    os.rename(plan.output, old)
+    try:
+        os.rename(plan.output, old)
+    except OSError as err:
+        raise SwapError(f"the previous run in {plan.output} could not be moved aside ({err.strerror or err}); it is "
+                         f"unchanged, and the new run is complete in {plan.work}: move it into place by hand") from None
     os.rename(plan.work, plan.output)
     shutil.rmtree(old)
 

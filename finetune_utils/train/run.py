@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .options import DEFAULT_LR, STOPPED_EXIT_CODE, NonFiniteError, TrainError, check_model, check_options, \
     check_report_to, choose_precision, parse_args, spelling
-from .output import CHECKPOINT_DIR, OutputLock, OutputPlan, check_resumable, discard_output, finish_output, latest_checkpoint, \
+from .output import CHECKPOINT_DIR, LATEST, OutputLock, OutputPlan, SwapError, check_resumable, discard_output, finish_output, latest_checkpoint, \
     listing, plan_output, prepare_output, read_best, remove_checkpoints, seal_checkpoint, trainable_weights, write_mark
 from .userdata import load_splits
 
@@ -325,7 +325,21 @@ def _run(args, stack: contextlib.ExitStack) -> int:
                               keep_checkpoints=args.keep_checkpoints, device=targs.device, phases=phases,
                               batch_size=args.per_device_eval_batch_size)
     except BaseException as err:
-        if main and (isinstance(err, NonFiniteError) or plan.replace):
+        args.outcome = "failed"
+        if main and isinstance(err, KeyboardInterrupt):
+            args.outcome = "checkpoint" if (plan.work / CHECKPOINT_DIR / LATEST).is_file() else "no checkpoint"
+            if plan.replace and args.outcome == "checkpoint":  # as after --stop_after: the new run takes the old
+                try:                                             # one's place, so that --resume finds it
+                    finish_output(plan)
+                    write_mark(plan.output, finished=False)
+                    args.outcome = "swapped"
+                except (OSError, TrainError):
+                    discard_output(plan)
+                    args.outcome = "discarded"
+            elif plan.replace:
+                discard_output(plan)
+                args.outcome = "discarded"
+        elif main and not isinstance(err, SwapError) and (isinstance(err, NonFiniteError) or plan.replace):
             discard_output(plan)
         raise
     trainer.accelerator.wait_for_everyone()
@@ -411,12 +425,16 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
-        if args is not None and args.overwrite_output_dir:
-            what = f"the new run was discarded; {args.output_dir} still holds the previous run, unchanged"
-        elif args is not None:
-            what = (f"what was finished is kept in {args.output_dir}: if a checkpoint was written, continue with the "
-                    "same command plus --resume")
-        else:
-            what = "nothing was written"
-        print(f"interrupted: {what}", file=sys.stderr)
+        outcome = getattr(args, "outcome", None)
+        out = getattr(args, "output_dir", "")
+        what = {
+            "swapped": f"the new run, at its last checkpoint, took the previous run's place in {out}; continue it with "
+                       "the same command, --resume instead of --overwrite",
+            "checkpoint": f"the run's last checkpoint is kept in {out}; continue with the same command plus --resume",
+            "discarded": f"the new run had no checkpoint yet and was discarded; {out} still holds the previous run, "
+                         "unchanged",
+            "no checkpoint": f"before the first checkpoint; nothing to resume in {out}: start the run again "
+                             "(with --overwrite)",
+        }.get(outcome, "before training started; nothing was written")
+        print(f"interrupted {what}" if outcome in ("no checkpoint", None) else f"interrupted: {what}", file=sys.stderr)
         return 130
