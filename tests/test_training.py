@@ -280,14 +280,17 @@ def test_eval_sets_record_scores_per_epoch_on_each_named_set(small, tokenizer):
 
 
 def _lesson_02_loop_cell() -> str:
-    """The code cell of lesson 02 that writes the training loop out (the lesson's own code, not a copy)."""
+    """The code cells of lesson 02 that set up the training (model, batches, optimizer, schedule) and write the loop
+    out (the lesson's own code, not a copy)."""
     import nbformat
 
     notebook = nbformat.read(Path(__file__).parents[1] / "solutions" / "02_finetuning_objective.ipynb", as_version=4)
-    cells = [c.source for c in notebook.cells
-             if c.cell_type == "code" and "loss.backward()" in c.source and "for epoch in range(1, EPOCHS + 1)" in c.source]
-    assert len(cells) == 1, f"lesson 02 should write the loop in one cell, found {len(cells)}"
-    return cells[0]
+    code = [c.source for c in notebook.cells if c.cell_type == "code"]
+    loops = [i for i, c in enumerate(code) if "loss.backward()" in c and "for epoch in range(1, EPOCHS + 1)" in c]
+    assert len(loops) == 1, f"lesson 02 should write the loop in one cell, found {len(loops)}"
+    setups = [i for i in range(loops[0] + 1) if "optimizer = torch.optim.AdamW(" in code[i] and "batches = " in code[i]]
+    assert setups, "lesson 02 should build the model, batches and optimizer in or before the loop's cell"
+    return "\n".join(code[i] for i in sorted({setups[-1], loops[0]}))
 
 
 def test_train_is_lesson_02s_loop(small, tokenizer):
