@@ -101,7 +101,7 @@ def test_the_lesson_in_front_plumbing_out_of_the_way():
     """A code cell a student reads has at most 20 lines; drawing code sits in collapsed cells (JupyterLab's
     jupyter.source_hidden and the book's hide-input tag, always both). Exempt: the set-up cell, check cells
     (the student reads their hints, not their code), and collapsed cells."""
-    from shortcut_suite import PENDING   # lessons whose reworked versions wait in drafts/issue27/
+    from shortcut_suite import PENDING   # lessons being reworked (none today)
 
     problems = []
     for path in NOTEBOOKS:
