@@ -127,3 +127,14 @@ def test_the_lesson_in_front_plumbing_out_of_the_way():
             if drawing and lines > 8:
                 problems.append(f"{where}: {lines} lines of drawing code in view: collapse the cell (source_hidden + hide-input)")
     assert not problems, "\n".join(problems)
+
+
+def test_no_placeholder_is_left_in_a_lesson():
+    """Drafts mark figures still to be measured as TYPICAL_X or X_RANGE; none may reach a student."""
+    import re
+
+    pattern = re.compile(r"\bTYPICAL_[A-Z_]+\b|\b[A-Z][A-Z_]*_RANGE\b")
+    found = [f"{path.name}, cell {i}: {m.group()}" for path in NOTEBOOKS
+             for i, cell in enumerate(nbformat.read(path, as_version=4).cells)
+             if cell.cell_type == "markdown" for m in pattern.finditer(cell.source)]
+    assert not found, "placeholders left in the lessons: " + "; ".join(found)
