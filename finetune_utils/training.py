@@ -23,9 +23,9 @@ from .evaluation import scores
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 #: The default peak learning rate of each strategy (:func:`train`'s ``lr`` is the full fine-tuning one; the training
-#: command's ``--lr``, when not given, is its strategy's). The full fine-tuning value is the best of
-#: ``bench/lr_sweep.py`` on each of the course's sequence and pair data sets (table in the README); the others are
-#: the values lessons 03 and 09 train those strategies with.
+#: command's ``--lr``, when not given, is its strategy's). The full fine-tuning value is the one
+#: ``bench/defaults_sweep.py`` chose on validation across the course's sequence and pair data sets (the README's
+#: table); the others are the values lessons 03 and 09 train those strategies with.
 DEFAULT_LR = {"full": 2e-4, "last_k": 2e-4, "lora": 2e-3, "head_only": 2e-2}
 
 

@@ -174,6 +174,9 @@ def test_outputs_and_reload(finished):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["examples"] == {"train": 104, "validation": 23, "test": 23}
     assert metrics["processes"] == 1 and metrics["precision"] == "no"
+    assert metrics["epochs"] == 2 and metrics["epochs_chosen_by"] == "given"  # --epochs 2: no --min_train_steps rule
+    assert "trained on 104 examples (validated on 23, not trained on)" in result.stdout
+    assert metrics["final_model"].startswith("trained on the 104 training examples only; the 23 validation examples")
     assert len(metrics["history"]["val_macro_f1"]) == 2 and len(metrics["history"]["loss"]) == 2 * 7
     assert "done in" in result.stdout
     # the saved model reproduces the reported validation accuracy

@@ -157,3 +157,33 @@ def test_a_stale_lock_is_replaced_with_a_note(tmp_path, capsys):
     with OutputLock(tmp_path / "run"):
         assert json.loads(lock_file.read_text())["pid"] == os.getpid()
     assert "no longer exists" in capsys.readouterr().err and not lock_file.exists()
+
+
+# --------------------------------------------------------------------------- epochs from --min_train_steps (issue 28)
+
+
+def epochs_for(n_train, *argv):
+    args = train.parse_args(["--data", "x", "--output", "o", *argv])
+    train.check_options(args)
+    how = train.options.resolve_epochs(args, n_train, processes=1)
+    return args.num_train_epochs, how
+
+
+def test_epochs_rise_on_a_small_training_set_up_to_the_cap():
+    from finetune_utils.train.options import DEFAULT_EPOCHS, DEFAULT_MIN_STEPS, MAX_AUTO_EPOCHS
+
+    large = 16 * DEFAULT_MIN_STEPS  # enough examples for the minimum number of steps in one epoch
+    assert epochs_for(large) == (DEFAULT_EPOCHS, f"{DEFAULT_EPOCHS} epochs (the default; enough steps)")
+    epochs, how = epochs_for(320, "--min_train_steps", "100")  # 20 steps per epoch of 16
+    assert epochs == 5 and "20 optimizer steps per epoch" in how and "100" in how
+    assert epochs_for(10, "--min_train_steps", "100000")[0] == MAX_AUTO_EPOCHS  # a tiny set: capped
+    assert epochs_for(320, "--min_train_steps", "0")[0] == DEFAULT_EPOCHS  # 0: always the default
+    # a larger effective batch (accumulation) means fewer steps per epoch, so more epochs
+    assert epochs_for(320, "--min_train_steps", "100", "--gradient_accumulation_steps", "2")[0] == 10
+    assert epochs_for(10, "--epochs", "7") == (7, "given")  # given epochs are taken as given
+
+
+def test_min_train_steps_with_epochs_is_refused(tmp_path, capsys):
+    err = refused(capsys, tmp_path, "--data", "support_sentiment", "--output_dir", str(tmp_path / "o"),
+                  "--num_train_epochs", "2", "--min_train_steps", "50")
+    assert "--min_train_steps applies only when --num_train_epochs is not given" in err

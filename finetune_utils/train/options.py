@@ -15,6 +15,10 @@ DEFAULT_LR = training.DEFAULT_LR  # the learning rate of each strategy when --le
 #: Models below this many parameters train in fp32 (TF32) under ``--precision auto`` on CUDA (a rule of thumb:
 #: bf16 was measured slower for the 22.7M-parameter encoder; ``bench/gpu_check.sh`` prints the ratios).
 MIXED_PRECISION_FROM = 300_000_000
+#: Epochs when ``--num_train_epochs`` is not given: DEFAULT_EPOCHS, or more (at most MAX_AUTO_EPOCHS) so that a small
+#: training set still gets DEFAULT_MIN_STEPS optimizer steps (few-sample fine-tuning needs more steps, not a larger
+#: rate: Mosbach et al. 2021, Zhang et al. 2021; the README's sweep measures it on the course's sets).
+DEFAULT_EPOCHS, MAX_AUTO_EPOCHS, DEFAULT_MIN_STEPS = 3, 10, 150
 STOPPED_EXIT_CODE = 3
 LABEL_RULE = (
     "Labels: every label becomes text. Surrounding whitespace is removed; a label that is a number (in a "
@@ -66,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output_dir", "--output", required=True, help="folder for the model, labels, metrics and curve")
     t.add_argument("--overwrite_output_dir", "--overwrite", action="store_true", help="replace a previous run of this "
                    "command (only a folder holding its mark and no other files), swapped in when the new one is done")
-    t.add_argument("--num_train_epochs", "--epochs", type=int, default=3, help="passes over the training set (default: 3)")
+    t.add_argument("--num_train_epochs", "--epochs", type=int, help=f"passes over the training set (default: "
+                   f"{DEFAULT_EPOCHS}, more on a small training set: see --min_train_steps)")
+    t.add_argument("--min_train_steps", "--min-train-steps", type=int, default=DEFAULT_MIN_STEPS,
+                   help=f"without --num_train_epochs: train at least this many optimizer steps, raising the epochs above "
+                   f"{DEFAULT_EPOCHS} (at most {MAX_AUTO_EPOCHS}) when the training set is small (default: {DEFAULT_MIN_STEPS}; "
+                   "0: always {DEFAULT_EPOCHS} epochs)".replace("{DEFAULT_EPOCHS}", str(DEFAULT_EPOCHS)))
     t.add_argument("--learning_rate", "--lr", type=float, help="peak learning rate of AdamW (default: per strategy: "
                    + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + "; see the README's sweep)")
     t.add_argument("--per_device_train_batch_size", "--batch-size", type=int, default=16,
@@ -149,7 +158,9 @@ def check_options(args) -> None:
         if not ok:
             problems.append(f"{n[dest]} {what} (got {getattr(args, dest)})" + (f"; {hint}" if hint else ""))
 
-    need(1 <= args.num_train_epochs <= 1000, "num_train_epochs", "must be between 1 and 1000")
+    need(args.num_train_epochs is None or 1 <= args.num_train_epochs <= 1000, "num_train_epochs",
+         "must be between 1 and 1000")
+    need(0 <= args.min_train_steps <= 1_000_000, "min_train_steps", "must be between 0 and 1000000")
     if args.learning_rate is not None:
         need(_finite(args.learning_rate) and 0 < args.learning_rate <= 1, "learning_rate",
              "must be a finite number > 0 and <= 1", "fine-tuning uses about 1e-5 to 1e-3")
@@ -170,6 +181,9 @@ def check_options(args) -> None:
     need(args.logging_steps >= 1, "logging_steps", "must be >= 1")
     need(args.stop_after is None or args.stop_after >= 1, "stop_after", "must be >= 1")
     given = getattr(args, "given", set())
+    if "min_train_steps" in given and args.num_train_epochs is not None:
+        problems.append(f"{n['min_train_steps']} applies only when {n['num_train_epochs']} is not given (the epochs are "
+                        f"then chosen from it); give one of the two")
     for dest, strategy in (("k", "last_k"), ("lora_r", "lora")):
         if dest in given and args.strategy != strategy:
             problems.append(f"{n[dest]} applies only to --strategy {strategy} (the run trains --strategy {args.strategy}); "
@@ -184,6 +198,21 @@ def check_options(args) -> None:
                         f"the run in {n['output_dir']}, {n['overwrite_output_dir']} replaces it")
     if problems:
         raise TrainError("; ".join(problems))
+
+
+def resolve_epochs(args, n_train: int, processes: int) -> str:
+    """Set ``args.num_train_epochs`` when it was not given (see DEFAULT_MIN_STEPS); returns how it was chosen."""
+    if args.num_train_epochs is not None:
+        return "given"
+    per_step = args.per_device_train_batch_size * processes * args.gradient_accumulation_steps
+    steps_per_epoch = max(1, math.ceil(n_train / per_step))
+    wanted = math.ceil(args.min_train_steps / steps_per_epoch)
+    args.num_train_epochs = min(max(DEFAULT_EPOCHS, wanted), MAX_AUTO_EPOCHS)
+    if args.num_train_epochs == DEFAULT_EPOCHS:
+        return f"{DEFAULT_EPOCHS} epochs (the default; enough steps)"
+    return (f"{args.num_train_epochs} epochs instead of {DEFAULT_EPOCHS}: {n_train} training examples make {steps_per_epoch} "
+            f"optimizer steps per epoch, and at least {args.min_train_steps} steps are wanted (--min_train_steps"
+            + (f"; capped at {MAX_AUTO_EPOCHS} epochs" if wanted > MAX_AUTO_EPOCHS else "") + ")")
 
 
 def check_report_to(value: str, name: str = "--report_to") -> list[str]:

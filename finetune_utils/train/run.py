@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .options import DEFAULT_LR, STOPPED_EXIT_CODE, NonFiniteError, TrainError, check_model, check_options, \
-    check_report_to, choose_precision, parse_args, spelling
+    check_report_to, choose_precision, parse_args, resolve_epochs, spelling
 from .output import CHECKPOINT_DIR, LATEST, OutputLock, OutputPlan, SwapError, check_resumable, discard_output, finish_output, latest_checkpoint, \
     listing, plan_output, prepare_output, read_best, remove_checkpoints, seal_checkpoint, trainable_weights, write_mark
 from .userdata import load_splits
@@ -22,7 +22,7 @@ from .userdata import load_splits
 RESUME_KEYS = ("data", "text_column", "pair_column", "label_column", "model_name_or_path", "strategy", "k", "lora_r",
                "num_train_epochs", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
                "max_seq_length", "seed", "warmup_ratio", "weight_decay", "max_grad_norm", "class_weights",
-               "validation_share")
+               "validation_share", "min_train_steps")
 
 
 class Phases:
@@ -196,6 +196,7 @@ def _run(args, stack: contextlib.ExitStack) -> int:
         report_to = check_report_to(args.report_to, args.spelling["report_to"])
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    epochs_by = resolve_epochs(args, len(splits["train"][0]), world)
     if world > 1 and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
@@ -240,7 +241,7 @@ def _run(args, stack: contextlib.ExitStack) -> int:
         dataloader_num_workers=0)
     main, processes = targs.process_index == 0, targs.world_size
     if main:
-        notes = loaded.notes + ([f"{len(plan.foreign)} file(s) in {args.output_dir} were not written by this command "
+        notes = loaded.notes + ([f"training {epochs_by}"] if "instead of" in epochs_by else []) + ([f"{len(plan.foreign)} file(s) in {args.output_dir} were not written by this command "
                                  f"({listing(plan.foreign)}); they are left as they are"] if plan.foreign else [])
         for note in notes + ([f"precision: {precision_reason}"] if use_cuda else []):
             print(f"note: {note}", file=sys.stderr)
@@ -317,6 +318,10 @@ def _run(args, stack: contextlib.ExitStack) -> int:
                 metrics = {"options": {**options, "keep_epoch": args.keep_epoch}, "processes": processes,
                            "device": str(targs.device), "precision": precision, "precision_reason": precision_reason,
                            "examples": {s: len(v[2]) for s, v in splits.items()}, "validation_split": loaded.validation,
+                           "final_model": f"trained on the {len(splits['train'][2])} training examples only"
+                           + (f"; the {len(splits['validation'][2])} validation examples chose the epoch and were not "
+                              "trained on (no refit on all rows)" if "validation" in splits else ""),
+                           "epochs": args.num_train_epochs, "epochs_chosen_by": epochs_by,
                            "epoch_kept": kept, "epoch_kept_by": by, "labels": label_names,
                            "data_fingerprint": loaded.fingerprint, "parameters": n_trainable, "train_seconds": seconds}
                 history = history_of(trainer.state.log_history, args.num_train_epochs, trainer.state.max_steps)
@@ -378,7 +383,10 @@ def write_outputs(plan: OutputPlan, model, tokenizer, tokenized: dict, metrics: 
         print(f"warning: {warning}", file=sys.stderr)
     summary = metrics["test"] or metrics["validation"] or {}
     which = "test" if metrics["test"] else "validation"
-    print(f"done in {metrics['train_seconds']:.0f} s on {metrics['processes']} process(es); kept the model of epoch "
+    ex = metrics["examples"]
+    print(f"done in {metrics['train_seconds']:.0f} s on {metrics['processes']} process(es); trained on {ex['train']} "
+          "examples" + (f" (validated on {ex['validation']}, not trained on)" if ex.get("validation") else "")
+          + f"; kept the model of epoch "
           f"{kept} of {len(history['epoch_step'])} ({metrics['epoch_kept_by']}); {which} "
           + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()) + f"; written to {plan.output}")
 
