@@ -72,7 +72,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" tests
 
 bench: setup
-	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+	for script in bench/*.py; do $(BIN)/python $$script $$(test $$script = bench/defaults_sweep.py && echo --quick) || exit 1; done
 
 # The student version of the lessons (notebooks/) from their sources (solutions/): solution regions ->
 # "raise NotImplementedError()", outputs cleared. Needs only nbformat: without the course's .venv, a small
