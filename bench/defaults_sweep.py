@@ -51,7 +51,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from finetune_utils import data  # noqa: E402
+from finetune_utils import data, train  # noqa: E402
 
 DATA_SETS = [name for name in data.names() if data.SCHEMAS[name].task in ("sequence", "pair")]
 VARIANTS = ("full", "small", "imbalanced")
@@ -100,7 +100,8 @@ def run(source: list[str], setting: str, seed: int, out: Path, extra: list[str],
     if done.returncode != 0:
         sys.exit(f"FAILED: {' '.join(cmd)}\n{done.stderr[-2000:]}")
     metrics = json.loads((out / "metrics.json").read_text())
-    shutil.rmtree(out)  # a model per run would fill the disk: keep only the numbers
+    if train.foreign_files(out) == []:  # the command's own run, nothing else in it (its mark says so)
+        shutil.rmtree(out)  # a model per run would fill the disk: keep only the numbers
     return {"val": metrics["validation"]["macro_f1"], "epochs": metrics["epochs"], "kept": metrics["epoch_kept"],
             "wall": time.perf_counter() - start, "test": (metrics.get("test") or {}).get("macro_f1")}
 
@@ -117,18 +118,12 @@ def choose(val: dict, cells: list, settings: list) -> tuple[dict, dict, str]:
     return ranks, mean_rank, chosen
 
 
-def data_has_test(name: str) -> bool:
-    return (data.folder(name) / "test.jsonl").exists()
-
-
 def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
 
 def is_default(setting: str) -> bool:
     """True when every option the setting gives has the command's default value (so it runs the defaults)."""
-    from finetune_utils import train
-
     args = train.parse_args(["--data", "x", "--output_dir", "o", *shlex.split(setting)])
     parser = train.build_parser()
     for dest in args.given - {"data", "output_dir"}:
@@ -166,6 +161,7 @@ def main() -> None:
         args.variants, args.small_rows, extra_rows = QUICK["variants"], QUICK["small_rows"], 30
         args.extra = QUICK["extra"] + args.extra
     names, settings = args.data or DATA_SETS, list(dict.fromkeys(args.settings or SETTINGS))
+    labels = {s: label(s) for s in settings}
     cells = [(name, variant) for name in names for variant in args.variants  # 'small' only where it is smaller
              if variant != "small" or len(data.read_jsonl(data.folder(name) / "train.jsonl")) >= 2 * args.small_rows]
     val, test, info = {}, {}, {}  # (cell, setting) -> [per seed]; `test` is read only after the choice
@@ -177,34 +173,37 @@ def main() -> None:
         done = {}
         if args.results and args.results.exists():
             done = {r["key"]: r for r in map(json.loads, args.results.read_text().splitlines()) if r.get("key")}
+
+        def record(job, r):
+            if args.results:
+                with args.results.open("a") as f:
+                    f.write(json.dumps({"key": key(*job), **r}) + "\n")
         start = lambda i, cell, s, seed: pool.submit(  # noqa: E731
             run, sources[cell], s, seed, Path(tmp) / f"run-{i}", args.extra, "1" if args.jobs > 1 else None)
         futures = [None if key(*job) in done else start(i, *job) for i, job in enumerate(jobs)]
         for (cell, s, seed), future in zip(jobs, futures):
             r = done[key(cell, s, seed)] if future is None else future.result()
-            if future is not None and args.results:
-                with args.results.open("a") as f:
-                    f.write(json.dumps({"key": key(cell, s, seed), **r}) + "\n")
+            if future is not None:
+                record((cell, s, seed), r)
             val.setdefault((cell, s), []).append(r["val"])
             test.setdefault((cell, s), []).append(r["test"])
             info.setdefault((cell, s), []).append(r)
-            print(f"{cell[0]:<18} {cell[1]:<10} {label(s):<34} seed {seed}: validation macro-F1 {r['val']:.3f} "
+            print(f"{cell[0]:<18} {cell[1]:<10} {labels[s]:<34} seed {seed}: validation macro-F1 {r['val']:.3f} "
                   f"(epoch {r['kept']} of {r['epochs']}, {r['wall']:.0f} s)", flush=True)
         ranks, mean_rank, chosen = choose(val, cells, settings)
         # A run read back without its test score (recorded by hand from a log) is run again for it, now that the
         # choice is made: the same seed gives the same model (tests/test_train.py::test_same_seed_same_result).
+        # Every variant has a test split (write_variant writes one), so a run's own score is never None.
         for i, (cell, s, seed) in enumerate(jobs):
-            if s == chosen and test[cell, s][args.seeds.index(seed)] is None and data_has_test(cell[0]):
+            if s == chosen and test[cell, s][args.seeds.index(seed)] is None:
                 r = start(len(jobs) + i, cell, s, seed).result()
                 test[cell, s][args.seeds.index(seed)] = r["test"]
-                if args.results:
-                    with args.results.open("a") as f:
-                        f.write(json.dumps({"key": key(cell, s, seed), **r}) + "\n")
+                record((cell, s, seed), r)
 
     print(f"\nValidation macro-F1 of `python -m finetune_utils.train` by setting: the epoch kept by each run, mean ± std "
           f"over seeds {' '.join(map(str, args.seeds))} (rank in the cell in brackets); extra options: "
           f"`{' '.join(args.extra) or 'none'}`.\n")
-    print("| data set | variant | " + " | ".join(label(s) for s in settings) + " |")
+    print("| data set | variant | " + " | ".join(labels[s] for s in settings) + " |")
     print("|---|---|" + "---|" * len(settings))
     for cell in cells:
         print(f"| {cell[0]} | {cell[1]} | " + " | ".join(f"{spread(val[cell, s])} ({ranks[cell, s]})" for s in settings)
@@ -219,10 +218,10 @@ def main() -> None:
         f"({statistics.mean(r['kept'] for c in cells for r in info[c, s]):.1f})" for s in settings) + " |")
     print("| mean seconds per run | | " + " | ".join(
         f"{statistics.mean(r['wall'] for c in cells for r in info[c, s]):.0f}" for s in settings) + " |")
-    print(f"\nChosen by the best mean rank over {len(cells)} cells, on validation only: {label(chosen)} "
+    print(f"\nChosen by the best mean rank over {len(cells)} cells, on validation only: {labels[chosen]} "
           f"({'the command defaults' if is_default(chosen) else 'not the command defaults'}).")
 
-    print(f"\nTest macro-F1 of the chosen setting ({label(chosen)}), scored after the choice, mean ± std over the seeds:\n")
+    print(f"\nTest macro-F1 of the chosen setting ({labels[chosen]}), scored after the choice, mean ± std over the seeds:\n")
     print("| data set | variant | test macro-F1 |\n|---|---|---|")
     for cell in cells:
         scores = [s for s in test[cell, chosen] if s is not None]

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .options import DEFAULT_LR, STOPPED_EXIT_CODE, NonFiniteError, TrainError, check_model, check_options, \
+from .options import DEFAULT_EPOCHS, DEFAULT_LR, STOPPED_EXIT_CODE, NonFiniteError, TrainError, check_model, check_options, \
     check_report_to, choose_precision, parse_args, resolve_epochs, spelling
 from .output import CHECKPOINT_DIR, LATEST, OutputLock, OutputPlan, SwapError, check_resumable, discard_output, finish_output, latest_checkpoint, \
     listing, plan_output, prepare_output, read_best, remove_checkpoints, seal_checkpoint, trainable_weights, write_mark
@@ -241,7 +241,8 @@ def _run(args, stack: contextlib.ExitStack) -> int:
         dataloader_num_workers=0)
     main, processes = targs.process_index == 0, targs.world_size
     if main:
-        notes = loaded.notes + ([f"training {epochs_by}"] if "instead of" in epochs_by else []) + ([f"{len(plan.foreign)} file(s) in {args.output_dir} were not written by this command "
+        raised = epochs_by != "given" and args.num_train_epochs != DEFAULT_EPOCHS  # --min_train_steps raised them
+        notes = loaded.notes + ([f"training {epochs_by}"] if raised else []) + ([f"{len(plan.foreign)} file(s) in {args.output_dir} were not written by this command "
                                  f"({listing(plan.foreign)}); they are left as they are"] if plan.foreign else [])
         for note in notes + ([f"precision: {precision_reason}"] if use_cuda else []):
             print(f"note: {note}", file=sys.stderr)
