@@ -113,7 +113,7 @@ SUBSETS = {"support_sentiment": {"startup": "subset_startup_ids.txt"}}
 
 
 def names() -> list[str]:
-    """The data sets the course ships."""
+    """The data sets the course ships. Taught in lesson 00."""
     return list(SCHEMAS)
 
 
@@ -229,17 +229,30 @@ def _check_entities(row: dict, where: str, schema: Schema) -> None:
         previous_end = end
 
 
-def _check_messages(row: dict, where: str) -> None:
-    messages = row["messages"]
-    if not messages or not all(isinstance(m, dict) for m in messages):
-        raise DataError(f"{where}: messages must be a non-empty list of {{role, content}} objects")
+def check_messages(messages, where: str = "the conversation") -> None:
+    """Raise :class:`DataError` (a ``ValueError``) unless ``messages`` can train a chat model (taught in lesson 07).
+
+    A list of ``{role, content}`` objects (role system, user or assistant; no empty content), at least
+    a user message, and the assistant's response last: the training target. :func:`load` checks every
+    conversation of the chat set with it, ``sft.build_example`` every example it builds.
+    """
+    if not isinstance(messages, (list, tuple)) or len(messages) < 2 or not all(isinstance(m, dict) for m in messages):
+        raise DataError(f"{where}: messages must be a list of {{role, content}} objects, at least a user message "
+                        "and the assistant's response")
+    if messages[-1].get("role") != "assistant":
+        raise DataError(f"{where}: the last message must be the assistant's response (the training target), "
+                        f"got role {messages[-1].get('role')!r}")
     for k, m in enumerate(messages):
         if m.get("role") not in ("system", "user", "assistant"):
             raise DataError(f"{where}: message {k} has role {m.get('role')!r}; use system, user or assistant")
         if not isinstance(m.get("content"), str) or not m["content"].strip():
-            raise DataError(f"{where}: message {k} has empty content")
-    if messages[-1]["role"] != "assistant":
-        raise DataError(f"{where}: the last message must be the assistant's response")
+            raise DataError(f"{where}: " + ("the assistant's response is empty: there would be nothing to train on"
+                                            if k == len(messages) - 1 else f"message {k} has empty content"))
+
+
+def _check_chat_row(row: dict, where: str) -> None:
+    messages = row["messages"]
+    check_messages(messages, where)
     check, response = row["check"], messages[-1]["content"]
     if check == "json":
         problem = json_answer_problem(response)
@@ -308,7 +321,7 @@ def validate_rows(rows: list[dict], schema: Schema, path: Path) -> None:
         if schema.task == "token":
             _check_entities(row, where, schema)
         if schema.task == "chat":
-            _check_messages(row, where)
+            _check_chat_row(row, where)
 
 
 # --------------------------------------------------------------------------- features
@@ -393,7 +406,7 @@ def _to_record(row: dict, schema: Schema) -> dict:
 
 
 def load(name: str, subset: str | None = None):
-    """Load a data set as ``(DatasetDict, label_names)``.
+    """Load a data set as ``(DatasetDict, label_names)``. Taught in lesson 00.
 
     Parameters
     ----------

@@ -113,7 +113,7 @@ def _body(model):
 
 
 def sentence_embeddings(model, tokenizer, texts, batch_size: int = 32, max_length: int = 64, device=None) -> np.ndarray:
-    """Sentence embeddings: the mean of the encoder's last-layer token vectors, L2-normalised.
+    """Sentence embeddings: the mean of the encoder's last-layer token vectors, L2-normalised. Taught in lesson 03.
 
     That is how all-MiniLM-L6-v2 was pre-trained to embed sentences (the dot product of
     two embeddings is their cosine similarity). ``model`` may be the bare encoder, a
@@ -215,7 +215,7 @@ def _ranking(sims, candidates) -> dict:
 
 
 def similarity_skill(model, tokenizer, pairs=PARAPHRASE_PAIRS, groups=None, **kwargs) -> dict:
-    """The encoder's pre-training skill, sentence similarity, on paraphrase pairs.
+    """The encoder's pre-training skill, sentence similarity, on paraphrase pairs. Taught in lesson 08.
 
     Embeds both sides of every pair with :func:`sentence_embeddings` and scores them
     with :func:`similarity_scores`. Compare the result before and after fine-tuning:
@@ -236,7 +236,7 @@ def similarity_skill(model, tokenizer, pairs=PARAPHRASE_PAIRS, groups=None, **kw
 
 
 def downsample_class(ds, label: int, keep: float, seed: int = 0, label_field: str = "label"):
-    """A copy of ``ds`` (a ``Dataset``) that keeps only a fraction ``keep`` of class ``label``.
+    """A copy of ``ds`` (a ``Dataset``) that keeps only a fraction ``keep`` of class ``label``. Taught in lesson 08.
 
     The kept examples of that class are drawn at random (``seed``), at least one; every
     other example stays, in the original order.
@@ -261,6 +261,7 @@ def balanced_class_weights(labels, num_classes: int) -> list[float]:
     The same rule as scikit-learn's ``class_weight="balanced"``. Pass the result to
     ``training.train(..., class_weights=...)``. A class with no example cannot be
     re-weighted: that is an error, not a weight.
+    Taught in lesson 08.
     """
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.size == 0:
@@ -277,7 +278,7 @@ def balanced_class_weights(labels, num_classes: int) -> list[float]:
 
 
 def per_class_recall(y_true, y_pred, label_names) -> dict:
-    """Recall of each class: the share of its examples that the model labels correctly."""
+    """Recall of each class: the share of its examples that the model labels correctly. Taught in lesson 08."""
     from sklearn.metrics import recall_score
 
     values = recall_score(y_true, y_pred, labels=list(range(len(label_names))), average=None, zero_division=0)
@@ -288,7 +289,7 @@ def per_class_recall(y_true, y_pred, label_names) -> dict:
 
 
 def embedding_logreg(train_embeddings, train_labels, val_embeddings=None, val_labels=None, cs=(0.1, 1.0, 10.0), seed: int = 0):
-    """Logistic regression on frozen sentence embeddings: the cheapest adaptation of the encoder.
+    """Logistic regression on frozen sentence embeddings: the cheapest adaptation of the encoder. Taught in lesson 03.
 
     The pre-trained encoder is not changed at all; only a linear classifier (the new
     head ω) is fitted on its embeddings (:func:`sentence_embeddings`). C is chosen by
@@ -317,7 +318,7 @@ def embedding_logreg(train_embeddings, train_labels, val_embeddings=None, val_la
 
 
 def relative_change(model, reference) -> dict:
-    """How far each block of pre-trained parameters moved: ‖θ̃ − θ̂‖ / ‖θ̂‖ per block.
+    """How far each block of pre-trained parameters moved: ‖θ̃ − θ̂‖ / ‖θ̂‖ per block. Taught in lesson 09.
 
     ``model`` is a fine-tuned classifier, ``reference`` the untouched pre-trained model
     (e.g. a fresh ``heads.classifier`` or ``models.load_encoder()``'s encoder). Blocks are
@@ -362,6 +363,7 @@ def plot_decision_guide(points=(), ax=None):
     ``compute`` (0-3 on the scale of :data:`GUIDE_REGIONS`), ``label`` (text beside the
     point) and optionally ``marker`` and ``offset`` (of the label, in points; default (5, 3)).
     Returns the axes.
+    Taught in lesson 09.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle

@@ -30,7 +30,7 @@ def in_colab() -> bool:
 
 
 def pick_device(prefer: str | None = None):
-    """Return the best available ``torch.device``: CUDA, then Apple MPS, then CPU.
+    """Return the best available ``torch.device``: CUDA, then Apple MPS, then CPU. Taught in lesson 00.
 
     ``prefer`` ("cpu", "cuda", "mps") forces a choice; asking for a device that is
     not available raises a ``ValueError`` that says what is available.
@@ -65,7 +65,7 @@ def full_run() -> bool:
 
 
 def seed_everything(seed: int = 0, deterministic: bool = True) -> int:
-    """Seed Python, NumPy and PyTorch (CPU and CUDA) so that runs repeat.
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) so that runs repeat. Taught in lesson 00.
 
     With ``deterministic=True`` PyTorch is also asked for deterministic kernels
     where it has them (``warn_only``, so an op without one still runs).
@@ -106,7 +106,7 @@ def thread_report() -> dict:
 
 @contextlib.contextmanager
 def one_blas_thread():
-    """Run the block with a single BLAS thread (numpy's and scipy's OpenBLAS or MKL).
+    """Run the block with a single BLAS thread (numpy's and scipy's OpenBLAS or MKL). Taught in lesson 01.
 
     scikit-learn's small fits (a logistic regression on a few hundred rows) make many
     tiny BLAS calls; with more than one BLAS thread, waking the threads for each call
@@ -125,12 +125,12 @@ def repo_root() -> Path:
 
 
 def data_dir() -> Path:
-    """The folder with the course's data sets (``$FINETUNE_UTILS_DATA`` overrides it)."""
+    """The folder with the course's data sets (``$FINETUNE_UTILS_DATA`` overrides it). Taught in lesson 00."""
     return Path(os.environ.get(DATA_ENV) or repo_root() / "data")
 
 
 def cache_dir() -> Path:
-    """Where converted models are cached (``$FINETUNE_UTILS_CACHE`` overrides it).
+    """Where converted models are cached (``$FINETUNE_UTILS_CACHE`` overrides it). Taught in lesson 00.
 
     The default is the user cache folder, e.g. ``~/.cache/finetune_utils`` on Linux.
     """
@@ -167,7 +167,7 @@ def report(print_it: bool = True) -> dict:
 
 
 class PeakMemory:
-    """Peak resident memory (RSS) of this process and its children, sampled in a thread.
+    """Peak resident memory (RSS) of this process and its children, sampled in a thread. Taught in lesson 03.
 
     ``with PeakMemory() as mem: ...`` then ``mem.peak_gb`` (peak during the block) and
     ``mem.delta_gb`` (peak minus the RSS at the start). On a CPU this is the honest

@@ -66,7 +66,7 @@ def _check_probs(probs, y_true):
 
 
 def scores(y_true, y_pred) -> dict:
-    """Macro-F1 (every class weighs the same), micro-F1 and accuracy.
+    """Macro-F1 (every class weighs the same), micro-F1 and accuracy. Taught in lesson 01.
 
     For single-label classification micro-F1 equals accuracy (every wrong prediction
     is one false positive and one false negative); macro-F1 is lower when some class
@@ -100,7 +100,7 @@ def softmax(logits, temperature: float = 1.0) -> np.ndarray:
 
 
 def report(y_true, y_pred, label_names) -> str:
-    """scikit-learn's per-class precision / recall / F1 table."""
+    """scikit-learn's per-class precision / recall / F1 table. Taught in lesson 02."""
     from sklearn.metrics import classification_report
 
     y_true, y_pred = _check_pair(y_true, y_pred)
@@ -115,6 +115,7 @@ def group_accuracy(y_true, y_pred, groups, missing: str = "(none)") -> dict:
     ``groups`` gives one value per example; ``None`` values are reported under
     ``missing``. Groups are ordered from the lowest accuracy to the highest, so the
     kinds of examples the model gets wrong most often come first.
+    Taught in lesson 04.
     """
     y_true, y_pred = _check_pair(y_true, y_pred)
     groups = [missing if g is None else g for g in groups]
@@ -128,7 +129,7 @@ def group_accuracy(y_true, y_pred, groups, missing: str = "(none)") -> dict:
 
 
 def plot_confusion(y_true, y_pred, label_names, ax=None, normalize=None, title=None):
-    """Confusion matrix (rows: true label, columns: predicted). Returns the axes.
+    """Confusion matrix (rows: true label, columns: predicted). Returns the axes. Taught in lesson 04.
 
     ``normalize="true"`` divides each row by its total: the diagonal is then each
     class's recall.
@@ -183,7 +184,7 @@ def calibration_bins(probs, y_true, n_bins: int = 10):
 
 
 def expected_calibration_error(probs, y_true, n_bins: int = 10) -> float:
-    """ECE: the average gap |accuracy - confidence| over bins, weighted by bin size.
+    """ECE: the average gap |accuracy - confidence| over bins, weighted by bin size. Taught in lesson 04.
 
     ECE = Σ_b (n_b / n) · |acc_b − conf_b|. 0 means that, bin by bin, the model is
     right exactly as often as it claims; it lies in [0, 1].
@@ -194,7 +195,7 @@ def expected_calibration_error(probs, y_true, n_bins: int = 10) -> float:
 
 
 def plot_reliability(probs, y_true, n_bins: int = 10, ax=None, label=None):
-    """Reliability diagram: accuracy per confidence bin against the diagonal. Returns the axes.
+    """Reliability diagram: accuracy per confidence bin against the diagonal. Returns the axes. Taught in lesson 04.
 
     Bars below the diagonal mean over-confidence (the model is right less often than
     it claims), bars above it under-confidence. Each bar is annotated with its count.
@@ -223,7 +224,7 @@ def plot_reliability(probs, y_true, n_bins: int = 10, ax=None, label=None):
 
 
 def most_confident_mistakes(probs, y_true, texts, label_names, k: int = 5) -> list[dict]:
-    """The ``k`` wrong predictions the model was most sure of, most confident first.
+    """The ``k`` wrong predictions the model was most sure of, most confident first. Taught in lesson 04.
 
     Each is a dict with ``index`` (position in the data), ``text``, ``true``,
     ``predicted`` and ``confidence`` (the probability given to the wrong label).
@@ -261,6 +262,7 @@ def bio_spans(tags, tag_names=None) -> list[tuple[str, int, int]]:
     ``tag_names``. A span starts at B-X, or at an I-X that does not continue an X
     span (the lenient convention of seqeval); it ends before the next tag that is not
     I-X. Positions tagged -100 (special tokens) end any open span and are skipped.
+    Taught in lesson 05.
     """
     spans, label, start = [], None, None
     for pos, tag in enumerate(list(tags) + ["O"]):
@@ -286,7 +288,7 @@ def bio_spans(tags, tag_names=None) -> list[tuple[str, int, int]]:
 
 
 def span_scores(true_spans, pred_spans) -> dict:
-    """Entity-level precision, recall and F1 by exact match of spans.
+    """Entity-level precision, recall and F1 by exact match of spans. Taught in lesson 05.
 
     ``true_spans`` and ``pred_spans`` are lists with one entry per example, each a
     list of ``(label, start, end)`` spans (as :func:`bio_spans` returns). A predicted
@@ -332,7 +334,7 @@ def span_scores(true_spans, pred_spans) -> dict:
 
 
 def entity_scores(logits, labels, tag_names) -> dict:
-    """Entity-level scores of a token classifier, from its logits and the gold tag ids.
+    """Entity-level scores of a token classifier, from its logits and the gold tag ids. Taught in lesson 05.
 
     ``logits`` is ``(n, tokens, tags)`` as :func:`training.predict` returns for token
     tasks (padded); ``labels`` is one list of tag ids per example (-100 on special
@@ -363,7 +365,7 @@ def entity_scores(logits, labels, tag_names) -> dict:
 
 
 def plot_history(history, ax=None, title=None):
-    """Training loss per step and validation macro-F1 per epoch from :func:`training.train`."""
+    """Training loss per step and validation macro-F1 per epoch from :func:`training.train`. Taught in lesson 08."""
     import matplotlib.pyplot as plt
 
     if ax is None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from . import models
+
 STRATEGIES = ("full", "head_only", "last_k", "lora")
 
 #: peft task types, by the end of the model's class name (used when ``task_type`` is not given).
@@ -55,7 +57,7 @@ def _layers(body):
 
 
 def freeze_encoder(model):
-    """Freeze every pre-trained parameter; only the new head trains. Returns the model."""
+    """Freeze every pre-trained parameter; only the new head trains. Returns the model. Taught in lesson 02."""
     for param in _encoder(model).parameters():
         param.requires_grad = False
     return model
@@ -100,7 +102,7 @@ def apply_lora(
     task_type: str | None = None,
     layers=None,
 ):
-    """Wrap ``model`` with LoRA adapters (peft); the new head stays fully trainable.
+    """Wrap ``model`` with LoRA adapters (peft); the new head stays fully trainable. Taught in lesson 03.
 
     Every linear layer whose name ends with one of ``target_modules`` (BERT's attention
     ``query`` and ``value`` by default) gets a low-rank update ΔW = (alpha / r) · B·A,
@@ -134,7 +136,7 @@ def apply_lora(
 
 
 def apply_strategy(model, strategy: str, k: int = 2, **lora_kwargs):
-    """Apply one of :data:`STRATEGIES` and return the model to train.
+    """Apply one of :data:`STRATEGIES` and return the model to train. Taught in lesson 02.
 
     - ``"full"``: every parameter trains (θ̂ → θ̃ and ω̃);
     - ``"head_only"``: the encoder is frozen, only the new head trains;
@@ -157,11 +159,9 @@ def apply_strategy(model, strategy: str, k: int = 2, **lora_kwargs):
 
 
 def trainable_summary(model) -> dict:
-    """Trainable and total parameter counts (shared tensors counted once)."""
-    from .models import count_parameters
-
-    total = count_parameters(model)
-    trainable = count_parameters(model, trainable_only=True)
+    """Trainable and total parameter counts (shared tensors counted once). Taught in lesson 03."""
+    total = models.count_parameters(model)
+    trainable = models.count_parameters(model, trainable_only=True)
     return {"trainable": trainable, "total": total, "trainable_share": trainable / total}
 
 
@@ -181,7 +181,7 @@ def pretrained_name(name: str) -> str:
 
 
 def block_of(name: str) -> str:
-    """The block a parameter name belongs to: "embeddings", "layer.<i>", "pooler" or "head".
+    """The block a parameter name belongs to: "embeddings", "layer.<i>", "pooler" or "head". Taught in lesson 03.
 
     LoRA adapters count in the layer they adapt; everything outside the pre-trained
     body's embeddings, layers and pooler (the classifier, a language-model head) is "head".
@@ -200,12 +200,10 @@ def trainable_by_block(model) -> dict:
     """Per block (embeddings, layer.0 …, pooler, head): ``{"trainable": n, "total": n}``, in model order.
 
     Shows at a glance which part of the network a strategy updates.
+    Taught in lesson 03.
     """
-    blocks, seen = {}, set()
-    for name, param in model.named_parameters():
-        if id(param) in seen:
-            continue
-        seen.add(id(param))
+    blocks = {}
+    for name, param in models.unique_parameters(model):
         row = blocks.setdefault(block_of(name), {"trainable": 0, "total": 0})
         row["total"] += param.numel()
         if param.requires_grad:
@@ -214,7 +212,7 @@ def trainable_by_block(model) -> dict:
 
 
 def memory_estimate(model, optimizer: str = "adamw") -> dict:
-    """Bytes that training needs for parameters, gradients and optimizer state (not activations).
+    """Bytes that training needs for parameters, gradients and optimizer state (not activations). Taught in lesson 03.
 
     - ``weights``: every parameter, trainable or not (its dtype's size each);
     - ``gradients``: one value per trainable parameter;
@@ -228,11 +226,7 @@ def memory_estimate(model, optimizer: str = "adamw") -> dict:
     if optimizer not in states:
         raise ValueError(f"optimizer must be one of {sorted(states)}, got {optimizer!r}")
     weights = gradients = 0
-    seen = set()
-    for param in model.parameters():
-        if id(param) in seen:
-            continue
-        seen.add(id(param))
+    for _, param in models.unique_parameters(model):
         size = param.numel() * param.element_size()
         weights += size
         if param.requires_grad:
@@ -251,7 +245,7 @@ class AdapterMismatchError(ValueError):
 
 
 def load_adapter(model, adapter_dir, is_trainable: bool = False):
-    """Put a saved LoRA adapter (``peft_model.save_pretrained(adapter_dir)``) on ``model``.
+    """Put a saved LoRA adapter (``peft_model.save_pretrained(adapter_dir)``) on ``model``. Taught in lesson 07.
 
     Before peft loads it, every adapter matrix is checked against the model: the layer
     it adapts must exist and have the matching input and output sizes. An adapter

@@ -33,7 +33,7 @@ NAME = "support_preferences"
 
 
 def load_pairs(split: str | None = None, name: str = NAME):
-    """The preference pairs: a dict split -> list of rows (``split=None``), or one split's list.
+    """The preference pairs: a dict split -> list of rows (``split=None``), or one split's list. Taught in lesson 10.
 
     Each row has ``id``, ``topic``, ``kind`` (why the rejected reply is worse, one of :data:`KINDS`),
     ``prompt`` (the customer's message), ``chosen`` and ``rejected`` (two replies). Rows are checked:
@@ -65,13 +65,17 @@ def load_pairs(split: str | None = None, name: str = NAME):
 
 
 def chat(prompt: str, reply: str | None = None) -> list[dict]:
-    """The prompt as a one-turn chat (no system message: the template's default applies), with the reply if given."""
+    """The prompt as a one-turn chat (no system message: the template's default applies), with the reply if given.
+
+    Taught in lesson 10."""
     messages = [{"role": "user", "content": prompt}]
     return messages + ([{"role": "assistant", "content": reply}] if reply is not None else [])
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval for a proportion (95 % by default): better than ±z·√(p(1−p)/n) near 0 or 1."""
+    """The Wilson score interval for a proportion (95 % by default): better than ±z·√(p(1−p)/n) near 0 or 1.
+
+    Taught in lesson 10."""
     if n <= 0 or not 0 <= successes <= n:
         raise ValueError(f"need 0 <= successes <= n and n > 0, got {successes} of {n}")
     p = successes / n
@@ -81,7 +85,7 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 
 
 def preference_accuracy(score_chosen, score_rejected) -> float:
-    """Share of pairs whose chosen reply scores higher (a tie counts half)."""
+    """Share of pairs whose chosen reply scores higher (a tie counts half). Taught in lesson 10."""
     a, b = np.asarray(score_chosen, dtype=float), np.asarray(score_rejected, dtype=float)
     if a.shape != b.shape or a.size == 0:
         raise ValueError(f"need two equally long, non-empty score arrays, got {a.shape} and {b.shape}")
@@ -89,7 +93,7 @@ def preference_accuracy(score_chosen, score_rejected) -> float:
 
 
 def longer_reply_scores(rows) -> tuple[np.ndarray, np.ndarray]:
-    """The "prefer the longer reply" baseline as scores: each reply's number of words."""
+    """The "prefer the longer reply" baseline as scores: each reply's number of words. Taught in lesson 10."""
     return (np.array([len(r["chosen"].split()) for r in rows], dtype=float),
             np.array([len(r["rejected"].split()) for r in rows], dtype=float))
 
@@ -98,7 +102,9 @@ def longer_reply_scores(rows) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bradley_terry_loss(r_chosen, r_rejected):
-    """Mean of −log σ(r_chosen − r_rejected): the Bradley–Terry negative log-likelihood of the preferences."""
+    """Mean of −log σ(r_chosen − r_rejected): the Bradley–Terry negative log-likelihood of the preferences.
+
+    Taught in lesson 10."""
     import torch.nn.functional as F
 
     if r_chosen.shape != r_rejected.shape:
@@ -107,12 +113,14 @@ def bradley_terry_loss(r_chosen, r_rejected):
 
 
 def reward_model(name_or_path=None, seed: int = 0):
-    """The pre-trained encoder with a new scalar head (one output, no activation): r(x, y). Returns (model, tokenizer)."""
+    """The pre-trained encoder with a new scalar head (one output, no activation): r(x, y). Returns (model, tokenizer).
+
+    Taught in lesson 10."""
     from . import heads
 
     source, _ = models.resolve(name_or_path, models.ENCODER, models.encoder_path)
     env.seed_everything(seed)
-    with models.hub_errors(source), heads._quiet_transformers():
+    with models.hub_errors(source), heads.quiet_transformers():
         model = heads.model_class("pair").from_pretrained(str(source), num_labels=1)
     return model, models.load_encoder_tokenizer(name_or_path)
 
@@ -122,7 +130,9 @@ def _encode(tokenizer, prompts, replies, max_length):
 
 
 def reward_scores(model, tokenizer, prompts, replies, batch_size: int = 32, max_length: int = 160) -> np.ndarray:
-    """r(x, y) for each (prompt, reply), the two texts encoded as a pair ([CLS] x [SEP] y [SEP])."""
+    """r(x, y) for each (prompt, reply), the two texts encoded as a pair ([CLS] x [SEP] y [SEP]).
+
+    Taught in lesson 10."""
     import torch
 
     prompts, replies = list(prompts), list(replies)
@@ -143,6 +153,7 @@ def train_reward_model(model, tokenizer, rows, loss_fn=bradley_terry_loss, *, ep
 
     Each step scores the batch's chosen and rejected replies in one forward pass. Returns ``loss`` and
     ``accuracy`` (share of the batch's pairs ranked right, before the step) per step.
+    Taught in lesson 10.
     """
     import random
 
@@ -184,6 +195,7 @@ def processed_probs(logits, temperature: float = 1.0, top_k: int | None = None, 
     """Next-token probabilities after transformers' own logits processors (temperature, then top-k, then top-p).
 
     The order is the one ``generate(do_sample=True)`` uses. ``logits``: (vocab,) or (batch, vocab).
+    Taught in lesson 10.
     """
     import torch
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
@@ -204,14 +216,16 @@ def processed_probs(logits, temperature: float = 1.0, top_k: int | None = None, 
 
 def sample_replies(model, tokenizer, conversations, n: int = 4, *, temperature: float = 1.0, top_p: float | None = None,
                    top_k: int | None = None, max_new_tokens: int = 48, seed: int = 0, batch_size: int = 16) -> list[list[str]]:
-    """n sampled replies per chat (``do_sample=True``), reproducible with ``seed``. Returns one list of n per chat."""
+    """n sampled replies per chat (``do_sample=True``), reproducible with ``seed``. Returns one list of n per chat.
+
+    Taught in lesson 10."""
     import torch
 
-    from .prompting import chat_prompt, end_of_turn_id
+    from .prompting import chat_prompt, end_of_turn_id, pad_token_id
 
     prompts = [chat_prompt(tokenizer, c) for c in conversations]
     flat = [p for p in prompts for _ in range(n)]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_of_turn_id(tokenizer)
+    pad_id = pad_token_id(tokenizer)
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     replies = []
     model.eval()
@@ -231,7 +245,9 @@ def sample_replies(model, tokenizer, conversations, n: int = 4, *, temperature: 
 
 
 def best_of_n(candidates, scores):
-    """For each prompt, the candidate with the highest score (the first on a tie). Returns (replies, indices)."""
+    """For each prompt, the candidate with the highest score (the first on a tie). Returns (replies, indices).
+
+    Taught in lesson 10."""
     picked, indices = [], []
     for cands, s in zip(candidates, scores):
         s = np.asarray(s, dtype=float)
@@ -247,7 +263,9 @@ def best_of_n(candidates, scores):
 
 
 def pair_examples(tokenizer, rows, max_length: int = 192) -> list[tuple[dict, dict]]:
-    """(chosen, rejected) SFT examples per row (sft.build_example: labels -100 except on the reply and its end)."""
+    """(chosen, rejected) SFT examples per row (sft.build_example: labels -100 except on the reply and its end).
+
+    Taught in lesson 10."""
     return [(sft.build_example(tokenizer, chat(r["prompt"], r["chosen"]), max_length),
              sft.build_example(tokenizer, chat(r["prompt"], r["rejected"]), max_length)) for r in rows]
 
@@ -257,6 +275,7 @@ def token_logps(logits, labels):
 
     ``logits`` (batch, length, vocab), ``labels`` (batch, length) with -100 where not trained. Returns
     (logps, mask), both (batch, length − 1); logps is 0 where mask is 0.
+    Taught in lesson 10.
     """
     import torch
 
@@ -267,7 +286,9 @@ def token_logps(logits, labels):
 
 
 def sequence_logps(model, batch):
-    """log π(y | x) for each sequence of a padded batch: the sum of its response tokens' log-probabilities."""
+    """log π(y | x) for each sequence of a padded batch: the sum of its response tokens' log-probabilities.
+
+    Taught in lesson 10."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     logps, _ = token_logps(logits, batch["labels"])
     return logps.sum(-1)
@@ -277,6 +298,7 @@ def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: flo
     """The DPO loss from per-sequence log-probabilities; returns (mean loss, chosen rewards, rejected rewards).
 
     The implicit rewards are β·(log π(y|x) − log π_ref(y|x)); the loss is −log σ(chosen − rejected reward).
+    Taught in lesson 10.
     """
     import torch.nn.functional as F
 
@@ -292,12 +314,16 @@ def _pair_batch(collate, pairs):
 
 
 def reference_logps(model, pairs, pad_id: int, batch_size: int = 8):
-    """(chosen, rejected) log-probabilities under the reference: ``model`` with its LoRA adapter disabled."""
+    """(chosen, rejected) log-probabilities under the reference: ``model`` with its LoRA adapter disabled.
+
+    Taught in lesson 10."""
     return _pair_logps(model, pairs, pad_id, batch_size, adapter=False)
 
 
 def policy_logps(model, pairs, pad_id: int, batch_size: int = 8):
-    """(chosen, rejected) log-probabilities under the model as it is (adapter on), without gradients."""
+    """(chosen, rejected) log-probabilities under the model as it is (adapter on), without gradients.
+
+    Taught in lesson 10."""
     return _pair_logps(model, pairs, pad_id, batch_size, adapter=True)
 
 
@@ -339,6 +365,7 @@ def train_dpo(model, pairs, pad_id: int, *, beta: float = 0.1, lr: float = 2e-3,
     ``reference`` = (chosen, rejected)). ``loss_fn`` defaults to :func:`dpo_loss`. Returns per step:
     ``loss``, ``margin`` (mean chosen − rejected implicit reward) and ``accuracy`` (share of pairs
     whose chosen reply has the higher implicit reward), all measured on the batch before its step.
+    Taught in lesson 10.
     """
     import random
 

@@ -52,7 +52,7 @@ def require_chat_template(tokenizer) -> None:
 
 
 def user_turn(instruction: str, text: str, template: str = USER_TEMPLATE) -> str:
-    """The user's message: the instruction and the input text, laid out by ``template``."""
+    """The user's message: the instruction and the input text, laid out by ``template``. Taught in lesson 06."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("text is empty: every prompt needs the input to classify")
     if "{text}" not in template:
@@ -67,7 +67,7 @@ def classification_messages(
     system: str | None = None,
     template: str = USER_TEMPLATE,
 ) -> list[dict]:
-    """A chat for in-context classification: demonstrations as earlier turns, then the query.
+    """A chat for in-context classification: demonstrations as earlier turns, then the query. Taught in lesson 06.
 
     ``demonstrations`` is a sequence of ``(text, label)`` pairs. Each becomes a user
     turn (the same instruction and layout as the query) followed by an assistant turn
@@ -84,7 +84,7 @@ def classification_messages(
 
 
 def chat_prompt(tokenizer, messages: list[dict]) -> str:
-    """The text the model sees for ``messages``, ending with the assistant's turn opened.
+    """The text the model sees for ``messages``, ending with the assistant's turn opened. Taught in lesson 06.
 
     This is ``apply_chat_template(..., add_generation_prompt=True)``: the reply the
     model writes (or the label we score) comes right after it.
@@ -96,7 +96,7 @@ def chat_prompt(tokenizer, messages: list[dict]) -> str:
 
 
 def sample_demonstrations(texts, labels, k: int, seed: int = 0, label_names=None, balanced: bool = True) -> list[tuple[str, str]]:
-    """Draw ``k`` labelled demonstrations ``(text, label)`` from a training set.
+    """Draw ``k`` labelled demonstrations ``(text, label)`` from a training set. Taught in lesson 06.
 
     With ``balanced=True`` the labels take turns (in a random order of classes), so
     that k = 3 shows each class once and no draw of k ≥ 2 shows only one class; the
@@ -146,6 +146,24 @@ def end_of_turn_id(tokenizer) -> int:
     return tokenizer.eos_token_id
 
 
+def pad_token_id(tokenizer) -> int:
+    """The id used to pad batches: the tokenizer's pad token, else its EOS token (taught in lesson 07).
+
+    Falling back to EOS is safe here: padded positions have attention mask 0 and
+    label -100, so neither the model's outputs at real positions nor the loss ever
+    depend on the pad id (in generation: on left-padded positions). A tokenizer with
+    neither token raises a ``ValueError``.
+    """
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    if tokenizer.eos_token_id is not None:
+        return tokenizer.eos_token_id
+    raise ValueError(
+        "The tokenizer has neither a pad token nor an EOS token, so batches cannot be padded: "
+        "set one, e.g. tokenizer.pad_token = tokenizer.eos_token or tokenizer.add_special_tokens({'pad_token': '<pad>'})."
+    )
+
+
 def _continuations(tokenizer, labels, end_of_turn: bool) -> list[list[int]]:
     labels = list(labels)
     if len(labels) < 2 or len(set(labels)) != len(labels):
@@ -160,7 +178,7 @@ def _continuations(tokenizer, labels, end_of_turn: bool) -> list[list[int]]:
 
 
 def score_labels_one_at_a_time(model, tokenizer, prompts, labels, end_of_turn: bool = True) -> np.ndarray:
-    """Log-likelihood of each label after each prompt, one forward pass per (prompt, label).
+    """Log-likelihood of each label after each prompt, one forward pass per (prompt, label). Taught in lesson 06.
 
     The reference implementation: for prompt x and label y (tokens y_1..y_m, plus the
     end-of-turn token when ``end_of_turn``), run the model on x + y and add up
@@ -215,7 +233,7 @@ def score_labels(
     share_prefix: bool = True,
     progress: bool = False,
 ) -> np.ndarray:
-    """Log-likelihood of each label as the reply to each prompt, batched: (n_prompts, n_labels).
+    """Log-likelihood of each label as the reply to each prompt, batched: (n_prompts, n_labels). Taught in lesson 06.
 
     The same numbers as :func:`score_labels_one_at_a_time` (up to float rounding),
     computed with far fewer token evaluations:
@@ -269,7 +287,7 @@ def score_labels(
             b = len(rows)
             lengths = torch.tensor([len(r) - prefix_len for r in rows], device=device)
             width = int(lengths.max())
-            suffix = torch.full((b, width), tokenizer.pad_token_id or 0, dtype=torch.long, device=device)
+            suffix = torch.full((b, width), pad_token_id(tokenizer), dtype=torch.long, device=device)
             suffix_mask = torch.zeros((b, width), dtype=torch.long, device=device)
             for r, row in enumerate(rows):
                 suffix[r, : len(row) - prefix_len] = torch.tensor(row[prefix_len:], device=device)
@@ -314,7 +332,7 @@ def generate(
     batch_size: int = 8,
     progress: bool = False,
 ) -> list[str]:
-    """Greedy replies to chats (lists of messages ending with the user's turn).
+    """Greedy replies to chats (lists of messages ending with the user's turn). Taught in lesson 06.
 
     Prompts are built with the chat template and left-padded in batches (so that
     every prompt ends where generation starts). Generation stops at the
@@ -326,7 +344,7 @@ def generate(
 
     prompts = [chat_prompt(tokenizer, c) for c in conversations]
     device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_of_turn_id(tokenizer)
+    pad_id = pad_token_id(tokenizer)
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     replies = []
     model.eval()

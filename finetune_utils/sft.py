@@ -25,8 +25,8 @@ import numpy as np
 
 from . import data, env
 from .data import IGNORE_INDEX  # noqa: F401  (lesson 07 reads sft.IGNORE_INDEX)
-from .prompting import chat_prompt, end_of_turn_id, require_chat_template
-from .training import GroupedSampler, adamw, loop, new_state
+from .prompting import chat_prompt, end_of_turn_id, pad_token_id, require_chat_template  # noqa: F401 (sft.pad_token_id: lesson 07)
+from .training import MAX_GRAD_NORM, GroupedSampler, adamw, loop, new_state
 
 
 
@@ -37,37 +37,8 @@ class SequenceTooLongError(ValueError):
 # --------------------------------------------------------------------------- examples
 
 
-def pad_token_id(tokenizer) -> int:
-    """The id used to pad batches: the tokenizer's pad token, else its EOS token.
-
-    Falling back to EOS is safe here: padded positions have attention mask 0 and
-    label -100, so neither the model's outputs at real positions nor the loss ever
-    depend on the pad id. A tokenizer with neither token raises a ``ValueError``.
-    """
-    if tokenizer.pad_token_id is not None:
-        return tokenizer.pad_token_id
-    if tokenizer.eos_token_id is not None:
-        return tokenizer.eos_token_id
-    raise ValueError(
-        "The tokenizer has neither a pad token nor an EOS token, so batches cannot be padded: "
-        "set one, e.g. tokenizer.pad_token = tokenizer.eos_token or tokenizer.add_special_tokens({'pad_token': '<pad>'})."
-    )
-
-
-def _check_messages(messages) -> None:
-    if not isinstance(messages, (list, tuple)) or len(messages) < 2:
-        raise ValueError("an SFT example needs at least a user message and the assistant's response")
-    for m in messages:
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise ValueError(f"every message must be a dict with 'role' and 'content', got {m!r}")
-    if messages[-1]["role"] != "assistant":
-        raise ValueError(f"the last message must be the assistant's response (the training target), got role {messages[-1]['role']!r}")
-    if not str(messages[-1]["content"]).strip():
-        raise ValueError("the assistant's response is empty: there would be nothing to train on")
-
-
 def build_example(tokenizer, messages, max_length: int | None = 256) -> dict:
-    """Token ids and loss labels for one chat, with the loss on the final response only.
+    """Token ids and loss labels for one chat, with the loss on the final response only. Taught in lesson 07.
 
     The prompt (every turn before the last, plus the opened assistant turn) is
     tokenized on its own, exactly as at generation time, then the rest (response,
@@ -77,7 +48,7 @@ def build_example(tokenizer, messages, max_length: int | None = 256) -> dict:
     ``prompt_length``. Raises :class:`SequenceTooLongError` above ``max_length``.
     """
     require_chat_template(tokenizer)
-    _check_messages(messages)
+    data.check_messages(messages, "the SFT example")
     messages = [{"role": m["role"], "content": m["content"]} for m in messages]
     prompt_text = chat_prompt(tokenizer, messages[:-1]) if messages[-2]["role"] == "user" else tokenizer.apply_chat_template(
         messages[:-1], add_generation_prompt=True, tokenize=False
@@ -114,7 +85,9 @@ def build_example(tokenizer, messages, max_length: int | None = 256) -> dict:
 
 
 def build_examples(tokenizer, conversations, max_length: int | None = 256, verbose: bool = True) -> list[dict]:
-    """:func:`build_example` for many chats; those longer than ``max_length`` are dropped (and counted)."""
+    """:func:`build_example` for many chats; those longer than ``max_length`` are dropped (and counted).
+
+    Taught in lesson 07."""
     out, dropped = [], 0
     for messages in conversations:
         try:
@@ -129,7 +102,7 @@ def build_examples(tokenizer, conversations, max_length: int | None = 256, verbo
 
 
 def show_mask(tokenizer, example: dict, width: int = 18) -> list[tuple[str, int, bool]]:
-    """(token text, label, trained?) for every position of an example: what the loss sees."""
+    """(token text, label, trained?) for every position of an example: what the loss sees. Taught in lesson 07."""
     rows = []
     for token_id, label in zip(example["input_ids"], example["labels"]):
         rows.append((tokenizer.decode([token_id])[:width], label, label != IGNORE_INDEX))
@@ -140,7 +113,7 @@ def show_mask(tokenizer, example: dict, width: int = 18) -> list[tuple[str, int,
 
 
 class Collator:
-    """Pads a list of examples into a batch: ``input_ids`` with ``pad_id``, mask 0, labels -100.
+    """Pads a list of examples into a batch: ``input_ids`` with ``pad_id``, mask 0, labels -100. Taught in lesson 07.
 
     By default each batch is padded to its longest example (dynamic padding);
     ``pad_to`` pads every batch to that fixed length instead (what a static-shape
@@ -184,7 +157,7 @@ def _decoder_and_head(model):
 
 
 def batch_loss(model, batch, reduction: str = "mean"):
-    """Next-token cross-entropy on the trained positions (labels != -100) of a padded batch.
+    """Next-token cross-entropy on the trained positions (labels != -100) of a padded batch. Taught in lesson 07.
 
     The same value as ``model(**batch).loss`` in transformers (labels shifted by one,
     mean over trained tokens), but the output layer (576 → 49 152 for SmolLM2) is
@@ -215,6 +188,7 @@ def response_loss(model, examples, pad_id: int, batch_size: int = 8) -> dict:
 
     Perplexity = exp(mean loss): the model is, on average, as unsure of the next
     response token as a uniform choice among that many tokens.
+    Taught in lesson 07.
     """
     import torch
 
@@ -248,7 +222,7 @@ def train(
     batch_size: int = 8,
     warmup_steps: int = 2,
     weight_decay: float = 0.0,
-    max_grad_norm: float = 1.0,
+    max_grad_norm: float = MAX_GRAD_NORM,
     seed: int = 0,
     pad_to: int | None = None,
     group_by_length: bool = True,
@@ -256,7 +230,7 @@ def train(
     on_checkpoint=None,
     progress: bool = True,
 ) -> dict:
-    """Instruction-tune ``model`` (its trainable parameters, e.g. LoRA adapters) on SFT examples.
+    """Instruction-tune ``model`` (its trainable parameters, e.g. LoRA adapters) on SFT examples. Taught in lesson 07.
 
     AdamW, linear warm-up over ``warmup_steps`` then a constant learning rate (so that
     the model after n examples is the same whether or not we train further), gradient
@@ -402,7 +376,7 @@ def label_metrics(predictions, references, labels=data.DEPARTMENTS) -> dict:
 
 
 def evaluate_replies(checks, predictions, references) -> dict:
-    """Scores of generated replies on the checkable instruction tasks.
+    """Scores of generated replies on the checkable instruction tasks. Taught in lesson 07.
 
     ``checks`` holds each example's ``check`` field ("json", "label" or None):
     JSON rows go to :func:`json_metrics` (keys prefixed ``json_``), label rows to

@@ -27,13 +27,15 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 #: ``bench/defaults_sweep.py`` chose on validation across the course's sequence and pair data sets (the README's
 #: table); the others are the values lessons 03 and 09 train those strategies with.
 DEFAULT_LR = {"full": 2e-4, "last_k": 2e-4, "lora": 2e-3, "head_only": 2e-2}
+#: Gradient clipping of every loop of the course (taught in lesson 02), the command's included.
+MAX_GRAD_NORM = 1.0
 
 
 # --------------------------------------------------------------------------- data
 
 
 def tokenize(ds, tokenizer, text_field: str = "text", pair_field: str | None = None, max_length: int = 128, label_field: str = "label"):
-    """Tokenize a ``Dataset``/``DatasetDict`` for sequence (or pair) classification.
+    """Tokenize a ``Dataset``/``DatasetDict`` for sequence (or pair) classification. Taught in lesson 01.
 
     Texts longer than ``max_length`` tokens are truncated (for pairs, the longer text
     is cut first). No padding here: batches are padded dynamically by the collator.
@@ -58,7 +60,7 @@ def tokenize(ds, tokenizer, text_field: str = "text", pair_field: str | None = N
 
 
 def tokenize_tokens(ds, tokenizer, entity_labels=None, max_length: int = 128):
-    """Tokenize a span data set (text + entities) for token classification.
+    """Tokenize a span data set (text + entities) for token classification. Taught in lesson 05.
 
     Every word piece gets a BIO tag id from the character spans (``data.spans_to_bio``
     on the tokenizer's offset mapping): B-X for the first piece inside an entity of
@@ -145,7 +147,7 @@ def loader(
     pad_to=None,
     group_by_length: bool = False,
 ):
-    """A ``DataLoader`` over a tokenized data set, with dynamic padding.
+    """A ``DataLoader`` over a tokenized data set, with dynamic padding. Taught in lesson 02.
 
     With ``group_by_length`` (training only; implies shuffling) batches are drawn by
     ``transformers``' ``LengthGroupedSampler``: the examples are shuffled, cut into
@@ -174,7 +176,7 @@ def loader(
 
 
 class GroupedSampler:
-    """The examples of one process, in batches of similar length, reshuffled each epoch.
+    """The examples of one process, in batches of similar length, reshuffled each epoch. Taught in lesson 07.
 
     :func:`loader`'s ``group_by_length`` order (``transformers``' ``LengthGroupedSampler``)
     for a run that must restart mid-epoch and may be split over processes: the order of
@@ -233,7 +235,9 @@ def adamw(param_groups, lr: float, device=None):
 
 
 def optimizer_and_schedule(model, lr: float, weight_decay: float, warmup_ratio: float, total_steps: int, device=None):
-    """AdamW over the trainable parameters (:func:`weight_decay_groups`) and a linear warm-up-then-decay schedule."""
+    """AdamW over the trainable parameters (:func:`weight_decay_groups`) and a linear warm-up-then-decay schedule.
+
+    Taught in lesson 02."""
     from transformers import get_linear_schedule_with_warmup
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -277,7 +281,7 @@ def new_state() -> dict:
     return {"step": 0, "epoch": 1, "step_in_epoch": 0, "seconds": 0.0, "epoch_losses": [], "history": history}
 
 
-def loop(model, batches, optimizer, scheduler, loss_fn, *, epochs: int = 1, max_grad_norm: float = 1.0, device=None,
+def loop(model, batches, optimizer, scheduler, loss_fn, *, epochs: int = 1, max_grad_norm: float = MAX_GRAD_NORM, device=None,
          state: dict | None = None, accelerator=None, evaluate_epoch=None, on_step=None, on_epoch=None,
          progress: bool = True, desc: str = "fine-tuning") -> dict:
     """The package's one training loop: the lessons' :func:`train`, ``sft.train`` and the training command run it.
@@ -400,7 +404,7 @@ def train(
     batch_size: int = 16,
     warmup_ratio: float = 0.1,
     weight_decay: float = 0.01,
-    max_grad_norm: float = 1.0,
+    max_grad_norm: float = MAX_GRAD_NORM,
     class_weights=None,
     seed: int = 0,
     device=None,
@@ -410,7 +414,7 @@ def train(
     group_by_length: bool = False,
     on_epoch=None,
 ) -> dict:
-    """Fine-tune ``model`` on a tokenized data set with the package's loop (:func:`loop`).
+    """Fine-tune ``model`` on a tokenized data set with the package's loop (:func:`loop`). Taught in lesson 02.
 
     Every parameter with ``requires_grad`` is updated (θ̂ → θ̃ and ω̃, or only a part:
     see :mod:`finetune_utils.freezing`). AdamW, linear warm-up over ``warmup_ratio``
@@ -457,6 +461,7 @@ def predict(model, ds, tokenizer, batch_size: int = 64, device=None, progress: b
 
     Batches are formed from texts of similar length (less padding, faster); the rows come
     back in the data set's order.
+    Taught in lesson 02.
     """
     import torch
     from tqdm.auto import tqdm
@@ -488,7 +493,7 @@ def predict(model, ds, tokenizer, batch_size: int = 64, device=None, progress: b
 
 
 def evaluate(model, ds, tokenizer, batch_size: int = 64, device=None) -> dict:
-    """Macro-F1, micro-F1 and accuracy of ``model`` on a tokenized data set.
+    """Macro-F1, micro-F1 and accuracy of ``model`` on a tokenized data set. Taught in lesson 01.
 
     For token tasks the scores are over word pieces that carry a label (not -100).
     """
@@ -512,7 +517,7 @@ TRAINER_SETTINGS = ("epochs", "lr", "batch_size", "warmup_ratio", "weight_decay"
 
 def make_trainer(model, train_ds, tokenizer, val_ds=None, *, output_dir: str | None = None,
                  progress: bool = True, group_by_length: bool = False, **settings):
-    """The same fine-tuning set-up as :func:`train`, through ``transformers.Trainer``.
+    """The same fine-tuning set-up as :func:`train`, through ``transformers.Trainer``. Taught in lesson 02.
 
     ``settings`` are :func:`train`'s keyword arguments named in ``TRAINER_SETTINGS``
     (``epochs``, ``lr``, ``batch_size``, ...), with :func:`train`'s defaults, read from its

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from finetune_utils import models
+from finetune_utils import gguf_cache, heads, integrity, models
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def fresh_cache(tmp_path_factory):
 def test_cold_conversion_writes_a_complete_cache(fresh_cache):
     manifest = json.loads((fresh_cache / "manifest.json").read_text())
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(manifest["files"])
-    models.check_cache(fresh_cache, full=True)
+    gguf_cache.check_cache(fresh_cache, full=True)
     config = json.loads((fresh_cache / "config.json").read_text())
     assert "quantization_config" not in config  # a plain model, not a GGUF wrapper
     assert not list(fresh_cache.parent.glob(".converting-*"))  # no leftovers
@@ -91,7 +91,7 @@ def test_cold_conversion_writes_a_complete_cache(fresh_cache):
 def test_converted_special_tokens_are_the_gguf_files_own(fresh_cache):
     # transformers 5.15 converts this GGUF's tokenizer with <|im_start|> as EOS; the file says <|im_end|>,
     # the token that closes every assistant turn (the SFT loss and generation stop on it).
-    declared = models.gguf_special_tokens(models.gguf_path())
+    declared = gguf_cache.gguf_special_tokens(models.gguf_path())
     assert {"bos", "eos"} <= set(declared)
     tokenizer = models.load_causal_lm_tokenizer()
     assert tokenizer.eos_token == "<|im_end|>"
@@ -132,7 +132,7 @@ def tiny_cache(tmp_path, monkeypatch):
         config = LlamaConfig(vocab_size=64, hidden_size=8, intermediate_size=16, num_hidden_layers=2,
                              num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32)
         LlamaForCausalLM(config).save_pretrained(str(target), safe_serialization=True)
-        models.write_cache_manifest(target, models.gguf_path())
+        gguf_cache.write_cache_manifest(target, models.gguf_path(), models.CAUSAL_LM.name)
         conversions.append(target)
 
     monkeypatch.setenv("FINETUNE_UTILS_CACHE", str(tmp_path / "cache"))
@@ -148,20 +148,20 @@ def test_truncated_weights_are_detected_and_rebuilt(tiny_cache):
     size = weights.stat().st_size
     with open(weights, "r+b") as fh:  # a half-written file
         fh.truncate(size // 2)
-    with pytest.raises(models.ModelCacheError, match="bytes, the manifest says"):
-        models.check_cache(folder)
+    with pytest.raises(gguf_cache.ModelCacheError, match="bytes, the manifest says"):
+        gguf_cache.check_cache(folder)
     assert models.causal_lm_path() == folder and len(conversions) == 2
     assert weights.stat().st_size == size
-    models.check_cache(folder, full=True)
+    gguf_cache.check_cache(folder, full=True)
 
 
 def test_unfinished_conversion_is_not_loaded(tiny_cache):
     folder, conversions = tiny_cache
     (folder / "manifest.json").unlink()
-    with pytest.raises(models.ModelCacheError, match="no manifest"):
-        models.check_cache(folder)
+    with pytest.raises(gguf_cache.ModelCacheError, match="no manifest"):
+        gguf_cache.check_cache(folder)
     assert models.causal_lm_path() == folder and len(conversions) == 2  # rebuilt
-    models.check_cache(folder)
+    gguf_cache.check_cache(folder)
 
 
 def _flip_inside_a_tensor(path):
@@ -176,8 +176,8 @@ def test_manifest_has_fast_checksums(tiny_cache):
     folder, _ = tiny_cache
     manifest = json.loads((folder / "manifest.json").read_text())
     meta = manifest["files"]["model.safetensors"]
-    assert meta["digest"].startswith(models.DIGEST + ":") and len(meta["sha256"]) == 64
-    models.check_cache(folder)
+    assert meta["digest"].startswith(integrity.DIGEST + ":") and len(meta["sha256"]) == 64
+    gguf_cache.check_cache(folder)
 
 
 def test_flipped_byte_in_a_tensor_is_detected_and_rebuilt(tiny_cache, capsys):
@@ -186,8 +186,8 @@ def test_flipped_byte_in_a_tensor_is_detected_and_rebuilt(tiny_cache, capsys):
     good, size = weights.read_bytes(), weights.stat().st_size
     _flip_inside_a_tensor(weights)
     assert weights.stat().st_size == size
-    with pytest.raises(models.ModelCacheError, match="does not match its checksum"):
-        models.check_cache(folder)  # the default check, as on every load
+    with pytest.raises(gguf_cache.ModelCacheError, match="does not match its checksum"):
+        gguf_cache.check_cache(folder)  # the default check, as on every load
     model = models.load_causal_lm(with_tokenizer=False)
     assert "Rebuilding the SmolLM2 cache: cached file" in capsys.readouterr().err
     assert len(conversions) == 2 and weights.read_bytes() == good
@@ -201,12 +201,12 @@ def test_damaged_header_that_passes_the_checksums_is_rebuilt_on_load(tiny_cache,
     raw = bytearray(weights.read_bytes())
     raw[8:12] = b"xxxx"  # the JSON header starts at byte 8
     weights.write_bytes(bytes(raw))
-    models.write_cache_manifest(folder, models.gguf_path())  # checksums of the damaged file
+    gguf_cache.write_cache_manifest(folder, models.gguf_path(), models.CAUSAL_LM.name)  # checksums of the damaged file
     model = models.load_causal_lm(with_tokenizer=False)
     err = capsys.readouterr().err
     assert "Rebuilding the SmolLM2 cache: it failed to load" in err
     assert len(conversions) == 2 and model.config.hidden_size == 8
-    models.check_cache(folder)
+    gguf_cache.check_cache(folder)
 
 
 def test_manifest_without_fast_checksums_is_verified_and_upgraded(tiny_cache):
@@ -216,15 +216,15 @@ def test_manifest_without_fast_checksums_is_verified_and_upgraded(tiny_cache):
     for meta in manifest["files"].values():
         del meta["digest"]
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    models.check_cache(folder)
+    gguf_cache.check_cache(folder)
     upgraded = json.loads((folder / "manifest.json").read_text())
     assert all("digest" in meta for meta in upgraded["files"].values())
     _flip_inside_a_tensor(folder / "model.safetensors")
     for meta in manifest["files"].values():  # old manifest again: the SHA-256 catches the flip
         meta.pop("digest", None)
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(models.ModelCacheError, match="SHA-256"):
-        models.check_cache(folder)
+    with pytest.raises(gguf_cache.ModelCacheError, match="SHA-256"):
+        gguf_cache.check_cache(folder)
     assert len(conversions) == 1
 
 
@@ -235,7 +235,7 @@ def test_manifest_without_fast_checksums_is_verified_and_upgraded(tiny_cache):
 def saved_setup():
     from datasets import Dataset
 
-    from finetune_utils import heads, training
+    from finetune_utils import training
 
     tokenizer = models.load_encoder_tokenizer()
     ds = Dataset.from_dict({"text": ["late parcel", "great service", "it is fine"], "label": [0, 2, 1]})
@@ -243,37 +243,37 @@ def saved_setup():
     model = heads.classifier(["negative", "neutral", "positive"], seed=0)
     with torch.no_grad():  # stand in for training: weights that differ from a fresh head
         model.classifier.weight.add_(0.5)
-    recipe = {"base": models.ENCODER.name, "data": models.data_digest(tok), "epochs": 2, "lr": 2e-4, "seed": 0}
+    recipe = {"base": models.ENCODER.name, "data": heads.data_digest(tok), "epochs": 2, "lr": 2e-4, "seed": 0}
     return model, tokenizer, tok, recipe
 
 
 def test_finetuned_model_round_trip_needs_the_same_recipe(saved_setup, tmp_path):
     model, tokenizer, tok, recipe = saved_setup
     folder = tmp_path / "runs" / "sentiment_full"
-    assert models.load_finetuned(folder, recipe) is None  # nothing saved yet
-    assert "no model saved" in models.recipe_mismatch(folder, recipe)
-    models.save_finetuned(model, tokenizer, folder, recipe, info={"trained_in": "a test"})
-    assert models.recipe_mismatch(folder, recipe) is None
-    assert models.saved_recipe(folder)["info"] == {"trained_in": "a test"}
-    versions = models.saved_recipe(folder)["recipe"]["versions"]
+    assert heads.load_finetuned(folder, recipe) is None  # nothing saved yet
+    assert "no model saved" in heads.recipe_mismatch(folder, recipe)
+    heads.save_finetuned(model, tokenizer, folder, recipe, info={"trained_in": "a test"})
+    assert heads.recipe_mismatch(folder, recipe) is None
+    assert heads.saved_recipe(folder)["info"] == {"trained_in": "a test"}
+    versions = heads.saved_recipe(folder)["recipe"]["versions"]
     assert set(versions) == {"finetune_utils", "torch", "transformers", "training_code"}
     assert versions["torch"] == torch.__version__
-    loaded = models.load_finetuned(folder, dict(recipe))
+    loaded = heads.load_finetuned(folder, dict(recipe))
     assert not loaded.training
     for (name, p), (_, q) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(p, q), name
     assert loaded.config.id2label == model.config.id2label
     with pytest.raises(ValueError, match="task must be one of"):  # the same task names as heads.classifier
-        models.load_finetuned(folder, recipe, task="regression")
+        heads.load_finetuned(folder, recipe, task="regression")
     # any change of the recipe means training anew, and the reason names the setting
     for key, value in [("epochs", 3), ("lr", 1e-4), ("seed", 1), ("strategy", "lora")]:
         changed = {**recipe, key: value}
-        assert models.load_finetuned(folder, changed) is None
-        assert key in models.recipe_mismatch(folder, changed)
+        assert heads.load_finetuned(folder, changed) is None
+        assert key in heads.recipe_mismatch(folder, changed)
     # saving again over our own folder is allowed
-    models.save_finetuned(model, tokenizer, folder, {**recipe, "epochs": 3})
-    assert models.load_finetuned(folder, recipe) is None
-    assert models.load_finetuned(folder, {**recipe, "epochs": 3}) is not None
+    heads.save_finetuned(model, tokenizer, folder, {**recipe, "epochs": 3})
+    assert heads.load_finetuned(folder, recipe) is None
+    assert heads.load_finetuned(folder, {**recipe, "epochs": 3}) is not None
 
 
 def test_data_digest_follows_the_data(saved_setup):
@@ -282,11 +282,11 @@ def test_data_digest_follows_the_data(saved_setup):
     from finetune_utils import training
 
     _, tokenizer, tok, _ = saved_setup
-    assert models.data_digest(tok) == models.data_digest(tok.select(range(len(tok))))
+    assert heads.data_digest(tok) == heads.data_digest(tok.select(range(len(tok))))
     relabelled = tok.map(lambda row: {"labels": (row["labels"] + 1) % 3})
-    assert models.data_digest(relabelled) != models.data_digest(tok)
+    assert heads.data_digest(relabelled) != heads.data_digest(tok)
     long_text = {"text": ["my parcel is late again and nobody answers the phone or my e-mails"], "label": [0]}
-    cut = [models.data_digest(training.tokenize(Dataset.from_dict(long_text), tokenizer, max_length=n)) for n in (8, 16)]
+    cut = [heads.data_digest(training.tokenize(Dataset.from_dict(long_text), tokenizer, max_length=n)) for n in (8, 16)]
     assert cut[0] != cut[1]  # the same text cut at another length is other data
 
 
@@ -296,19 +296,19 @@ def test_save_finetuned_refuses_a_folder_it_did_not_write(saved_setup, tmp_path)
     folder.mkdir()
     (folder / "notes.txt").write_text("my notes")
     with pytest.raises(FileExistsError, match="did not write"):
-        models.save_finetuned(model, tokenizer, folder, recipe)
+        heads.save_finetuned(model, tokenizer, folder, recipe)
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
     assert (folder / "notes.txt").read_text() == "my notes"
     theirs = tmp_path / "theirs"  # a recipe.json of someone else's is not ours either
     theirs.mkdir()
     (theirs / "recipe.json").write_text('{"flour": "200 g"}')
     with pytest.raises(FileExistsError, match="did not write"):
-        models.save_finetuned(model, tokenizer, theirs, recipe)
+        heads.save_finetuned(model, tokenizer, theirs, recipe)
     assert (theirs / "recipe.json").read_text() == '{"flour": "200 g"}'
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     with pytest.raises(NotADirectoryError):
-        models.save_finetuned(model, tokenizer, a_file, recipe)
+        heads.save_finetuned(model, tokenizer, a_file, recipe)
 
 
 def test_interrupted_or_damaged_save_is_not_loaded_and_can_be_redone(saved_setup, tmp_path, monkeypatch):
@@ -320,29 +320,28 @@ def test_interrupted_or_damaged_save_is_not_loaded_and_can_be_redone(saved_setup
 
     monkeypatch.setattr(tokenizer, "save_pretrained", cut_short)
     with pytest.raises(KeyboardInterrupt):
-        models.save_finetuned(model, tokenizer, folder, recipe)
+        heads.save_finetuned(model, tokenizer, folder, recipe)
     monkeypatch.undo()
     assert (folder / "model.safetensors").exists()
-    assert models.load_finetuned(folder, recipe) is None  # the recipe was never written
-    models.save_finetuned(model, tokenizer, folder, recipe)  # the unfinished folder is ours: saved over
-    assert models.load_finetuned(folder, recipe) is not None
+    assert heads.load_finetuned(folder, recipe) is None  # the recipe was never written
+    heads.save_finetuned(model, tokenizer, folder, recipe)  # the unfinished folder is ours: saved over
+    assert heads.load_finetuned(folder, recipe) is not None
     (folder / "model.safetensors").write_bytes(b"not a tensor file")
-    assert models.load_finetuned(folder, recipe) is None
+    assert heads.load_finetuned(folder, recipe) is None
 
 
 def test_a_flipped_byte_in_saved_weights_is_detected(saved_setup, tmp_path):
     """A damaged file that still loads (one byte of a head weight changed: a value like 7.7e36) is refused by its
     checksum, as the SmolLM2 cache and the command's checkpoints are; the other files are named too."""
     model, tokenizer, _, recipe = saved_setup
-    folder = models.save_finetuned(model, tokenizer, tmp_path / "run", recipe)
-    assert models.damaged_files(folder) == [] and models.load_finetuned(folder, recipe) is not None
+    folder = heads.save_finetuned(model, tokenizer, tmp_path / "run", recipe)
+    assert heads.damaged_files(folder) == [] and heads.load_finetuned(folder, recipe) is not None
     weights = folder / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-3] ^= 0x7F   # inside the last tensor's data: safetensors still reads the file
     weights.write_bytes(bytes(data))
-    assert models.damaged_files(folder) == ["model.safetensors"]
-    from finetune_utils import heads
+    assert heads.damaged_files(folder) == ["model.safetensors"]
     assert heads.model_class().from_pretrained(str(folder)) is not None   # transformers alone would load it
-    assert models.load_finetuned(folder, recipe) is None
+    assert heads.load_finetuned(folder, recipe) is None
     (folder / "tokenizer.json").unlink()
-    assert models.damaged_files(folder) == ["model.safetensors", "tokenizer.json"]
+    assert heads.damaged_files(folder) == ["model.safetensors", "tokenizer.json"]

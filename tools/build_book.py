@@ -66,11 +66,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))   # finetune_utils (for the repository address of the Colab links), as run_all.py does
 sys.path.insert(0, str(ROOT / "tools"))
 from sync_notebooks import title  # noqa: E402  (the lesson's title, read as the notebook map reads it)
+
+from finetune_utils import integrity  # noqa: E402  (the mark that says a folder is ours, as the command's)
 SOURCES = ROOT / "solutions"
 STUDENT = ROOT / "notebooks"
 EXECUTED = ROOT / "_build" / "notebooks"
 OUT = ROOT / "_build" / "book"
 MANIFEST = "book.json"
+WRITER = "tools/build_book.py"
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
@@ -416,10 +419,8 @@ def build(out: Path = OUT, selected: list[str] | None = None, *, execute_missing
             })
             (staging / entry["page"]).write_text(body, encoding="utf-8")
         (staging / "index.html").write_text(index_html(course, [asdict(e) for e in entries]), encoding="utf-8")
-        (staging / MANIFEST).write_text(json.dumps({
-            "written_by": "tools/build_book.py", "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "lessons": [asdict(e) for e in entries],
-        }, indent=1), encoding="utf-8")
+        integrity.write_mark(staging, MANIFEST, WRITER, built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                             lessons=[asdict(e) for e in entries])
         if out.exists():
             _check_replaceable(out)  # again, right before deleting: files may have been added while lessons ran
             shutil.rmtree(out)
@@ -431,7 +432,7 @@ def build(out: Path = OUT, selected: list[str] | None = None, *, execute_missing
 
 def _check_out(out: Path) -> None:
     """Refuse to replace a folder this program did not write."""
-    if out.exists() and not (out / MANIFEST).is_file():
+    if out.exists() and integrity.read_mark(out, MANIFEST, WRITER) is None:
         if out.is_dir() and not any(out.iterdir()):
             out.rmdir()
             return
@@ -443,9 +444,9 @@ def _check_out(out: Path) -> None:
 def _check_replaceable(out: Path) -> None:
     """Refuse unless ``out`` holds only what an earlier build wrote: its manifest, index and the pages it lists."""
     try:
-        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        manifest = integrity.read_mark(out, MANIFEST, WRITER)
         ours = {MANIFEST, "index.html"} | {lesson["page"] for lesson in manifest["lessons"] if lesson.get("page")}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):
         ours = set()
     others = sorted(p.name for p in out.iterdir() if p.name not in ours or not p.is_file() or p.is_symlink())
     if others:

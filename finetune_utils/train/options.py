@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import math
 import os
 from pathlib import Path
 
-from .. import training
+from .. import freezing, training
 
 DEFAULT_LR = training.DEFAULT_LR  # the learning rate of each strategy when --learning_rate is not given
+
+
+def _default(function, name):
+    """The default of ``function``'s argument ``name``: the command's defaults are the library's, defined once."""
+    return inspect.signature(function).parameters[name].default
+
+
+_TRAIN = {name: _default(training.train, name) for name in training.TRAINER_SETTINGS if name != "lr"}
 
 #: Models below this many parameters train in fp32 (TF32) under ``--precision auto`` on CUDA (a rule of thumb:
 #: bf16 was measured slower for the 22.7M-parameter encoder; ``bench/gpu_check.sh`` prints the ratios).
@@ -64,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: the packaged all-MiniLM-L6-v2)")
     m.add_argument("--strategy", default="full", choices=("full", "head_only", "last_k", "lora"), help="what trains: "
                    "everything, the new head, the last k layers + head, or LoRA adapters + head (default: full)")
-    m.add_argument("--k", type=int, default=2, help="layers to train with --strategy last_k (default: 2)")
-    m.add_argument("--lora_r", "--lora-r", type=int, default=8, help="LoRA rank with --strategy lora (default: 8)")
+    m.add_argument("--k", type=int, default=_default(freezing.apply_strategy, "k"),
+                   help="layers to train with --strategy last_k (default: %(default)s)")
+    m.add_argument("--lora_r", "--lora-r", type=int, default=_default(freezing.apply_lora, "r"),
+                   help="LoRA rank with --strategy lora (default: %(default)s)")
     t = p.add_argument_group("training arguments (as in transformers.TrainingArguments)")
     t.add_argument("--output_dir", "--output", required=True, help="folder for the model, labels, metrics and curve")
     t.add_argument("--overwrite_output_dir", "--overwrite", action="store_true", help="replace a previous run of this "
@@ -78,21 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "0: always {DEFAULT_EPOCHS} epochs)".replace("{DEFAULT_EPOCHS}", str(DEFAULT_EPOCHS)))
     t.add_argument("--learning_rate", "--lr", type=float, help="peak learning rate of AdamW (default: per strategy: "
                    + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + "; see the README's sweep)")
-    t.add_argument("--per_device_train_batch_size", "--batch-size", type=int, default=16,
-                   help="examples per batch per process (default: 16)")
+    t.add_argument("--per_device_train_batch_size", "--batch-size", type=int, default=_TRAIN["batch_size"],
+                   help="examples per batch per process (default: %(default)s)")
     t.add_argument("--per_device_eval_batch_size", "--eval-batch-size", type=int, default=64,
                    help="examples per batch for validation and test (default: 64)")
     t.add_argument("--gradient_accumulation_steps", "--gradient-accumulation-steps", type=int, default=1,
                    help="batches whose gradients are summed into one optimizer step (default: 1)")
-    t.add_argument("--warmup_ratio", "--warmup-ratio", type=float, default=0.1,
-                   help="share of steps for linear warm-up (default: 0.1)")
-    t.add_argument("--weight_decay", "--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
-    t.add_argument("--max_grad_norm", "--max-grad-norm", type=float, default=1.0,
-                   help="clip the gradient norm to this before each step (default: 1.0)")
+    t.add_argument("--warmup_ratio", "--warmup-ratio", type=float, default=_TRAIN["warmup_ratio"],
+                   help="share of steps for linear warm-up (default: %(default)s)")
+    t.add_argument("--weight_decay", "--weight-decay", type=float, default=_TRAIN["weight_decay"],
+                   help="AdamW weight decay (default: %(default)s)")
+    t.add_argument("--max_grad_norm", "--max-grad-norm", type=float, default=_TRAIN["max_grad_norm"],
+                   help="clip the gradient norm to this before each step (default: %(default)s)")
     t.add_argument("--class_weights", "--class-weights", default="none", choices=("none", "balanced"),
                    help="balanced: weigh each class's loss by n / (classes x n_class) (default: none)")
-    t.add_argument("--seed", type=int, default=0, help="seed for the head's initial values, shuffling and dropout "
-                   "(default: 0)")
+    t.add_argument("--seed", type=int, default=_TRAIN["seed"], help="seed for the head's initial values, shuffling "
+                   "and dropout (default: %(default)s)")
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: CUDA when available")
     t.add_argument("--use_cpu", "--use-cpu", dest="device", action="store_const", const="cpu", help="--device cpu")
     t.add_argument("--precision", default="auto", choices=("auto", "no", "bf16", "fp16"), help="mixed precision on "
@@ -171,7 +183,7 @@ def check_options(args) -> None:
     need(_finite(args.warmup_ratio) and 0 <= args.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
     need(_finite(args.weight_decay) and 0 <= args.weight_decay <= 1, "weight_decay", "must be a finite number in [0, 1]",
          "usual values are 0 to 0.1")
-    need(_finite(args.max_grad_norm) and args.max_grad_norm > 0, "max_grad_norm", "must be a finite number > 0", "1.0 is usual")
+    need(_finite(args.max_grad_norm) and args.max_grad_norm > 0, "max_grad_norm", "must be a finite number > 0", f"{training.MAX_GRAD_NORM:g} is usual")
     need(_finite(args.validation_share) and 0 <= args.validation_share <= 0.5, "validation_share",
          "must be between 0 and 0.5", "0.1 to 0.2 is usual")
     need(0 <= args.seed < 2**32, "seed", "must be between 0 and 2**32 - 1")

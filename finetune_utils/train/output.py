@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import data as course_data
+from .. import integrity
 from .options import TrainError
 
 #: The mark of an output folder this command wrote.
 RUN_MARK = "finetune-run.json"
+_WRITER = "finetune_utils.train"
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
 CHECKSUMS = "checksums.json"
@@ -49,13 +51,7 @@ def _within(inner: Path, outer: Path) -> bool:
 
 def read_mark(folder: Path) -> dict | None:
     """The run mark in ``folder`` (None if there is none, or it is not this command's)."""
-    try:
-        mark = json.loads((folder / RUN_MARK).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(mark, dict) or mark.get("written_by") != "finetune_utils.train":
-        return None
-    return mark
+    return integrity.read_mark(folder, RUN_MARK, _WRITER)
 
 
 def foreign_files(folder: Path) -> list[str] | None:
@@ -98,12 +94,9 @@ def foreign_files(folder: Path) -> list[str] | None:
 
 
 def write_mark(folder: Path, files: dict | None = None, finished: bool = False) -> None:
-    mark = {"written_by": "finetune_utils.train", "format": 1, "finished": finished,
-            "note": "this folder was written by python -m finetune_utils.train; --overwrite replaces it only while "
-                    "it holds no other files", "files": files or {}}
-    tmp = folder / (RUN_MARK + ".tmp")
-    tmp.write_text(json.dumps(mark, indent=1), encoding="utf-8")
-    os.replace(tmp, folder / RUN_MARK)
+    integrity.write_mark(folder, RUN_MARK, _WRITER, format=1, finished=finished, files=files or {},
+                         note="this folder was written by python -m finetune_utils.train; --overwrite replaces it "
+                              "only while it holds no other files")
 
 
 def listing(items: list[str], n: int = 5) -> str:
@@ -282,14 +275,12 @@ def seal_checkpoint(path: Path, state: dict, best: dict | None = None) -> None:
     they are this step's own, checksums of every file; then ``latest`` names it and the older checkpoints go."""
     from safetensors.torch import save_file
 
-    from .. import models
-
     if best is not None and (state.get("best") or {}).get("step") != state["step"]:
         save_file(best, str(path / BEST_FILE))
     (path / STATE_FILE).write_text(json.dumps(state, indent=1))
     files = sorted(p.name for p in path.iterdir() if p.is_file() and not p.is_symlink() and p.name != CHECKSUMS
                    and CHECKPOINT_FILE.fullmatch(p.name))
-    sums = {f: {"size": (path / f).stat().st_size, "digest": models.file_digest(path / f)} for f in files}
+    sums = integrity.file_sums(path, files)
     (path / f".{CHECKSUMS}.tmp").write_text(json.dumps(sums, indent=1))
     os.replace(path / f".{CHECKSUMS}.tmp", path / CHECKSUMS)
     pointer = path.parent / f".{LATEST}.tmp"
@@ -334,8 +325,6 @@ def remove_checkpoints(folder: Path, keep: str | None = None) -> None:
 
 def latest_checkpoint(folder: Path) -> Path:
     """The checkpoint ``folder/latest`` names, checked to be complete and undamaged (checksums)."""
-    from .. import models
-
     pointer = folder / LATEST
     if not pointer.is_file():
         raise TrainError(f"no checkpoint in {folder}: {LATEST} is missing; start the run without --resume")
@@ -358,7 +347,7 @@ def latest_checkpoint(folder: Path) -> Path:
         actual = (path / f).stat().st_size
         if actual != size:
             raise TrainError(f"the checkpoint {path} is damaged: {f} has {actual} bytes, {CHECKSUMS} says {size}; {fix}")
-        if models.file_digest(path / f) != digest:
+        if not integrity.digest_matches(path / f, digest):
             raise TrainError(f"the checkpoint {path} is damaged: {f} does not match its checksum; {fix}")
     return path
 

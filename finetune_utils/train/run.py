@@ -215,7 +215,7 @@ def _run(args, stack: contextlib.ExitStack) -> int:
             raise TrainError(f"{args.spelling['model_name_or_path']} {args.model_name_or_path}: cannot be loaded "
                              f"({type(err).__name__}: {str(err)[:200]})") from None
         precision, precision_reason = choose_precision(args.precision, "cuda" if use_cuda else "cpu",
-                                                       sum(p.numel() for p in model.parameters()))
+                                                       models.count_parameters(model))
         if use_cuda and precision == "no":
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         try:

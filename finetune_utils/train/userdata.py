@@ -7,7 +7,6 @@ Every problem is a :class:`TrainError` that names the user's own file and line, 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import data as course_data
+from .. import integrity
 from .options import TrainError
 
 #: Fewest training rows, and fewest per class, from which a validation split is carved when none is given.
@@ -205,12 +205,7 @@ def carve_validation(rows: list[Row], labels: list[str], share: float) -> tuple[
 
 def fingerprint(splits: dict, names: list[str]) -> str:
     """A content hash of the data as the run sees it (texts, pairs, label ids per split, label names)."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(json.dumps(names).encode())
-    for split in sorted(splits):
-        texts, pairs, ids = splits[split]
-        digest.update(json.dumps([split, texts, pairs, ids], ensure_ascii=False).encode("utf-8", "surrogatepass"))
-    return digest.hexdigest()
+    return integrity.fingerprint(names, *[[split, *splits[split]] for split in sorted(splits)])
 
 
 @dataclass
