@@ -65,11 +65,16 @@ run-all: setup
 book: setup
 	$(BIN)/python tools/build_book.py
 
+# The tests and the lessons (nbval) run on TEST_WORKERS processes at once (pytest-xdist; each file, and each lesson,
+# whole on one worker, with its share of the cores); then the book, built from the lessons that session executed.
+# TEST_WORKERS=0 runs everything in one process, as a plain `pytest` does.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --ignore=tests/test_book.py
+	BOOK_EVERY_LESSON=1 $(BIN)/python -m pytest tests/test_book.py
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow" tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow" tests
 
 bench: setup
 	for script in bench/*.py; do $(BIN)/python $$script $$(test $$script = bench/defaults_sweep.py && echo --quick) || exit 1; done

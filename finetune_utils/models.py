@@ -180,13 +180,23 @@ def _convert_gguf(target: Path) -> None:
     gguf_cache.convert_gguf(gguf_path(), target, CAUSAL_LM.name)
 
 
+def _cache_ok(folder: Path) -> bool:
+    try:
+        gguf_cache.check_cache(folder, full=False)
+        return True
+    except gguf_cache.ModelCacheError:
+        return False
+
+
 def causal_lm_path(rebuild: bool = False, verify: bool = False) -> Path:
     """Folder of the plain (dequantized) SmolLM2-135M-Instruct, converting it if needed. Taught in lesson 00.
 
     The conversion is written to a temporary folder beside the cache and renamed into
-    place only when complete, so an interrupted conversion never looks finished.
-    A cached folder that fails :func:`gguf_cache.check_cache` (``verify=True``: with checksums)
-    is rebuilt, not loaded.
+    place only when complete, so an interrupted conversion never looks finished; when
+    two processes convert at once, the second keeps the first one's finished cache
+    (it does not delete a folder another process may be loading). A cached folder that
+    fails :func:`gguf_cache.check_cache` (``verify=True``: with checksums) is rebuilt,
+    not loaded.
     """
     folder = causal_lm_cache_dir()
     if not rebuild:
@@ -205,10 +215,16 @@ def causal_lm_path(rebuild: bool = False, verify: bool = False) -> Path:
             file=sys.stderr,
         )
         _convert_gguf(tmp)
+        if not rebuild and _cache_ok(folder):  # another process (a lesson, a test worker) finished first: keep it
+            return folder
         if folder.exists():
             shutil.rmtree(folder)
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is a normal folder
-        os.replace(tmp, folder)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process renamed its conversion into place between the check and here
+            if rebuild or not _cache_ok(folder):
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

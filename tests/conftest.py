@@ -33,6 +33,13 @@ os.environ.update(
     TOKENIZERS_PARALLELISM="false",
     PYTHONPATH=os.pathsep.join(filter(None, [str(GUARD_DIR), os.environ.get("PYTHONPATH")])),
 )
+# Parallel runs (`make test` runs `pytest -n 2`, pytest-xdist): the workers share the cores, so each one, and the
+# kernels and processes it starts, gets its share of threads instead of one thread per core each (which would
+# make the workers fight over the cores). A value the user set is kept.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _share = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, _share)
 _netlog = Path(tempfile.mkdtemp(prefix="finetune-netlog-")) / "blocked.log"
 os.environ["FINETUNE_UTILS_NETLOG"] = str(_netlog)
 sys.path.insert(0, str(GUARD_DIR))
@@ -51,10 +58,13 @@ if not hasattr(_guard, "guarded_connect"):  # another sitecustomize was imported
 # runs of the training command start several processes; the tests that use a freshly converted SmolLM2
 # cache (tests/test_models.py's fresh_cache) convert the GGUF file from scratch.
 SLOW_FILES = {"test_jupyterlab_ui.py", "test_nbgrader.py", "test_book.py"}
-SLOW_TESTS = ("endless_loop", "two_processes", "gradient_accumulation", "stop_with_not_implemented", "show_displays_a_widget_in_a_kernel", "toy_lesson")
+SLOW_TESTS = ("endless_loop", "two_processes", "gradient_accumulation", "show_displays_a_widget_in_a_kernel", "toy_lesson")
 
 
 LAST_FILES = ("test_book.py",)   # built from the lessons that nbval executes in the same session
+# With pytest-xdist (`pytest -n 2 --dist loadgroup`), each file runs whole, in order, on one worker (a lesson's
+# cells share one kernel); lessons 03 and 04 share a worker because 04 reuses the model 03 saves in _build/runs/.
+TOGETHER = {"03_freezing_and_lora.ipynb": "lessons 03-04", "04_inference_and_evaluation.ipynb": "lessons 03-04"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -62,6 +72,7 @@ def pytest_collection_modifyitems(config, items):
         if (item.path.suffix == ".ipynb" or item.path.name in SLOW_FILES or any(s in item.name for s in SLOW_TESTS)
                 or "fresh_cache" in getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        item.add_marker(pytest.mark.xdist_group(TOGETHER.get(item.path.name, item.path.name)))
     # testpaths runs tests/ before solutions/: move the book test after the lessons (stable order otherwise).
     items.sort(key=lambda item: item.path.name in LAST_FILES)
 

@@ -15,7 +15,11 @@ nothing), then the cells up to and including the check, which must stop with an 
 wrong answers: that is the retry test (a correct answer after a wrong one passes without any other step).
 A shortcut that the check accepts fails the answer cell's test, naming the shortcut. Before the shortcuts,
 the student's untouched stub (``raise NotImplementedError()``) is run the same way: its check must fail, so a
-student copy handed in untouched scores 0 (checked for every exercise, in the lesson's own kernel).
+student copy handed in untouched scores 0 (checked for every exercise, in the lesson's own kernel). And just
+before nbval runs each answer cell, the student's copy of that cell (its regions replaced by the stub) runs in the
+same kernel, after the cells before it: it must stop with ``NotImplementedError`` (a cell that defines the answer
+in a function it never calls would run to the end and look finished), as a student who runs the untouched cell
+first and then writes the answer does.
 """
 
 from __future__ import annotations
@@ -96,32 +100,52 @@ def run_in_kernel(kernel, source: str, timeout: float) -> tuple[str, str] | None
     return None if content["status"] == "ok" else (content.get("ename", "Error"), content.get("evalue", ""))
 
 
+def stub_problem(kernel, source: str, timeout: float) -> str | None:
+    """Run the student's copy of an answer cell (its regions replaced by the stub) in ``kernel``, after the cells
+    before it (the earlier answers solved): None when it stops with NotImplementedError at its stub, as an
+    untouched copy must (then it reads as unanswered, never as finished), else what went wrong."""
+    stub, _ = replace_regions(source, [STUB] * region_count(source))
+    error = run_in_kernel(kernel, stub, timeout)
+    if error is not None and error[0] == "NotImplementedError":
+        return None
+    return ("the student's copy of this exercise cell should stop with NotImplementedError at its stub, but "
+            + ("it ran to the end (is the solution inside a function the cell never calls? Call it in the exercise "
+               "cell, inside or after the region)" if error is None else f"it raised {error[0]}: {error[1][:160]}"))
+
+
 class ShortcutSuite:
     """Registered by conftest.py; acts on nbval's cell items of lessons in solutions/."""
 
     def __init__(self):
-        self.exercises: dict[Path, dict[int, dict]] = {}   # lesson -> first answer cell index -> exercise
+        self.exercises: dict[Path, dict[int, dict]] = {}   # lesson -> index of each answer cell -> its exercise
 
-    def _exercise_starting_at(self, item):
+    def _exercise_of(self, item):
+        """(notebook, exercise, cell index) when ``item`` is an answer cell of an exercise, else Nones."""
         if (item.path.suffix != ".ipynb" or item.path.parent != ROOT / "solutions" or not hasattr(item, "cell")
                 or item.path.name[:2] in PENDING):
-            return None, None
+            return None, None, None
         nb = item.parent.nb
         if item.path not in self.exercises:
-            self.exercises[item.path] = {ex["answers"][0]: ex for ex in sync_notebooks.exercises(nb, item.path.name)}
+            self.exercises[item.path] = {index: ex for ex in sync_notebooks.exercises(nb, item.path.name)
+                                         for index in ex["answers"]}
         index = next((i for i, cell in enumerate(nb.cells) if cell is item.cell), None)
-        return nb, self.exercises[item.path].get(index)
+        return nb, self.exercises[item.path].get(index), index
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item):
-        nb, exercise = self._exercise_starting_at(item)
+        nb, exercise, index = self._exercise_of(item)
         if exercise is None:
             return (yield)
-        problems = self.try_shortcuts(item, nb, exercise)
+        problems = self.try_shortcuts(item, nb, exercise) if index == exercise["answers"][0] else []
+        problems += self.stub_stops(item, nb, index)
         result = yield   # nbval runs the real answer now, after every wrong one: the retry
         if problems:
             raise AssertionError(f"{item.path.name}, exercise {exercise['number']}: " + "; ".join(problems))
         return result
+
+    def stub_stops(self, item, nb, index) -> list[str]:
+        problem = stub_problem(item.parent.kernel, nb.cells[index].source, item.config.option.nbval_cell_timeout)
+        return [f"cell {index}: {problem}"] if problem else []
 
     def try_shortcuts(self, item, nb, exercise) -> list[str]:
         shortcuts = shortcuts_for(item.path.name).get(exercise["number"], [])

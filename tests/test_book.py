@@ -2,9 +2,11 @@
 
 Which lessons
 -------------
-In ``make test`` nbval has already run every lesson of solutions/ by the time this test runs
-(tests/conftest.py orders it last), and tests/conftest.py has written each lesson that passed to
-_build/notebooks/; the book is built from those, so no lesson is executed twice. Run on its own
+In ``make test`` nbval has already run every lesson of solutions/ by the time this test runs (the
+Makefile runs it in a second pytest session, after the parallel one that runs the lessons; a plain
+``pytest`` orders it last), and tests/conftest.py has written each lesson that passed to
+_build/notebooks/; the book is built from those, so no lesson is executed twice. With
+``BOOK_EVERY_LESSON=1`` (set by ``make test``) every lesson must be in the book. Run on its own
 (``pytest tests/test_book.py``), the test uses whichever executed copies in _build/notebooks/ ran
 the lessons' current code, and executes lessons 00 and 01 with tools/run_all.py if they have
 none, so the book always holds at least two lessons. Every lesson that nbval ran in full in this
@@ -30,6 +32,7 @@ Skipped without Chromium or Playwright, except in CI (``CI`` set), where that fa
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import sys
@@ -103,6 +106,10 @@ def book(tmp_path_factory, executed_lessons):
     built = {e.source for e in entries if e.page}
     fully_run = set(executed_lessons.written)
     assert fully_run <= built, f"executed by nbval in this session but not in the book: {sorted(fully_run - built)}"
+    if os.environ.get("BOOK_EVERY_LESSON"):  # make test: nbval ran every lesson in the pytest session before this one
+        missing = sorted({s.name for s in build_book.lessons()} - built)
+        assert not missing, (f"no current executed copy in _build/notebooks/ of {missing}: nbval did not run them in "
+                             "full in the session before this one (see its failures)")
     assert {f"{s.name}" for s in build_book.lessons(list(ALWAYS))} <= built
     print(f"\nbook built from {len(built)} lesson(s): {', '.join(sorted(b[:2] for b in built))}"
           + (f" (nbval wrote {len(fully_run)} in this session)" if fully_run else ""))

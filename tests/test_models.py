@@ -2,6 +2,8 @@
 
 import importlib.util
 import json
+import os
+import shutil
 
 import pytest
 import torch
@@ -162,6 +164,27 @@ def test_unfinished_conversion_is_not_loaded(tiny_cache):
         gguf_cache.check_cache(folder)
     assert models.causal_lm_path() == folder and len(conversions) == 2  # rebuilt
     gguf_cache.check_cache(folder)
+
+
+def test_a_conversion_that_another_process_finished_first_is_kept(tiny_cache, monkeypatch):
+    """Two lessons (or two test workers) converting at once: the one that finishes second keeps the first one's
+    cache instead of deleting a folder the other may already be loading."""
+    folder, conversions = tiny_cache
+    (folder / "manifest.json").unlink()   # no cache yet, as far as this process can tell
+    convert = models._convert_gguf
+
+    def convert_while_another_process_finishes(target):
+        convert(folder.parent / "other")  # the other process's conversion ...
+        shutil.rmtree(folder)
+        os.replace(folder.parent / "other", folder)  # ... renamed into place while this one converts
+        (folder / "in-use-by-the-other-process").write_text("")
+        convert(target)
+
+    monkeypatch.setattr(models, "_convert_gguf", convert_while_another_process_finishes)
+    assert models.causal_lm_path() == folder
+    assert (folder / "in-use-by-the-other-process").exists()   # the other process's folder was not replaced
+    assert not list(folder.parent.glob(".converting-*"))       # this process's conversion was discarded
+    gguf_cache.check_cache(folder, full=True)
 
 
 def _flip_inside_a_tensor(path):

@@ -7,7 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from shortcut_suite import PENDING, ROOT, region_count, replace_regions, shortcut_sources, shortcuts_for, sync_notebooks
+from shortcut_suite import (PENDING, ROOT, region_count, replace_regions, shortcut_sources, shortcuts_for, stub_problem,
+                            sync_notebooks)
 
 LESSONS = [p for p in sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb")) if p.name[:2] not in PENDING]
 MIN_SHORTCUTS = 2
@@ -44,3 +45,26 @@ def test_the_cells_from_the_first_answer_to_the_check_are_run():
                 nbformat.v4.new_markdown_cell("text"), nbformat.v4.new_code_cell("c = b"), nbformat.v4.new_code_cell("assert c == 1")]
     ex = {"number": 1, "answers": [1], "check": 4}
     assert shortcut_sources(nb, ex, "b = 2") == [(1, "b = 2"), (3, "c = b"), (4, "assert c == 1")]
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    """A python3 kernel, as nbval gives the suite one (an object with a started client, ``kc``)."""
+    from types import SimpleNamespace
+
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3")
+    yield SimpleNamespace(kc=kc)
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+
+
+def test_a_student_stub_must_stop_with_not_implemented(kernel):
+    """What the untouched student copy of each answer cell must do, run after the cells before it."""
+    stops = "values = [1, 2]\n### BEGIN SOLUTION\ntotal = sum(values)\n### END SOLUTION\nprint(total)"
+    assert stub_problem(kernel, stops, 30) is None
+    never_called = "def answer(xs):\n    ### BEGIN SOLUTION\n    return sum(xs)\n    ### END SOLUTION"
+    assert "ran to the end" in stub_problem(kernel, never_called, 30)
+    fails_first = "undefined_name\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION"
+    assert "raised NameError" in stub_problem(kernel, fails_first, 30)

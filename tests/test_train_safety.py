@@ -7,6 +7,7 @@ Runs are in-process (train.main) on 24 tiny rows, 1 epoch, 16 tokens: a few seco
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -267,6 +268,17 @@ def test_resume_refuses_changed_data(resumable, capsys):
     code, err = _resume(resumable, capsys)
     assert code == 2 and "the data changed since the checkpoint" in err and "resuming would mix two data sets" in err
     assert "start anew with --overwrite" in err
+
+
+def test_resume_of_a_checkpoint_from_an_earlier_version_says_so(resumable, capsys):
+    """A checkpoint written before an option existed (here --min_train_steps) cannot say what it was."""
+    ckpt = resumable / "run" / "checkpoints" / "checkpoint-1"
+    state = json.loads((ckpt / train.STATE_FILE).read_text())
+    del state["options"]["min_train_steps"]
+    train.seal_checkpoint(ckpt, state)   # sealed as that earlier version sealed it: the checksums hold
+    code, err = _resume(resumable, capsys)
+    assert code == 2 and "earlier version of this command" in err and re.search(r"min.train.steps", err), err
+    assert "--overwrite" in err
 
 
 def test_resume_refuses_an_added_class(resumable, capsys):

@@ -373,6 +373,11 @@ def check_resumable(path: Path, options: dict, processes: int, data_fingerprint:
         saved_options = saved["options"]
     except (ValueError, KeyError, TypeError, OSError):
         raise TrainError(f"the checkpoint {path} is damaged ({STATE_FILE} is unreadable); start again with --overwrite") from None
+    unrecorded = [(spelling or {}).get(k, k) for k in options if k != "data" and k not in saved_options]
+    if unrecorded:  # an option this version added: the checkpoint cannot say what it was
+        raise TrainError(f"the checkpoint in {path.parent} was written by an earlier version of this command, which did "
+                         f"not record {', '.join(unrecorded)}; this version cannot check that resuming would continue "
+                         "the same run. Finish it with the version that started it, or start anew with --overwrite")
     # --data may name the same data at another place (a moved folder): its content is compared below instead
     changed = {(spelling or {}).get(k, k): (saved_options.get(k), v) for k, v in options.items()
                if k != "data" and saved_options.get(k) != v}
