@@ -70,11 +70,11 @@ book: setup
 # TEST_WORKERS=0 runs everything in one process, as a plain `pytest` does.
 TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --ignore=tests/test_book.py
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --ignore=tests/test_book.py
 	BOOK_EVERY_LESSON=1 $(BIN)/python -m pytest tests/test_book.py
 
 test-fast: setup
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow" tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow" tests
 
 bench: setup
 	for script in bench/*.py; do $(BIN)/python $$script $$(test $$script = bench/defaults_sweep.py && echo --quick) || exit 1; done

@@ -62,9 +62,23 @@ SLOW_TESTS = ("endless_loop", "two_processes", "gradient_accumulation", "show_di
 
 
 LAST_FILES = ("test_book.py",)   # built from the lessons that nbval executes in the same session
-# With pytest-xdist (`pytest -n 2 --dist loadgroup`), each file runs whole, in order, on one worker (a lesson's
-# cells share one kernel); lessons 03 and 04 share a worker because 04 reuses the model 03 saves in _build/runs/.
+# With pytest-xdist (`make test`: `pytest -n 2`), each file runs whole, in order, on one worker (a lesson's cells
+# share one kernel); lessons 03 and 04 share a worker because 04 reuses the model 03 saves in _build/runs/.
 TOGETHER = {"03_freezing_and_lora.ipynb": "lessons 03-04", "04_inference_and_evaluation.ipynb": "lessons 03-04"}
+
+
+@pytest.hookimpl(optionalhook=True)   # a pytest-xdist hook: without xdist it is never called
+def pytest_xdist_make_scheduler(config, log):
+    """Files as units of work (xdist's --dist loadfile), with the lessons of TOGETHER as one unit. (xdist's own
+    xdist_group marks do not group with pytest 9, which no longer lets a plugin rename a test's node id.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return TOGETHER.get(Path(file).name, file)
+
+    return ByFile(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -72,9 +86,9 @@ def pytest_collection_modifyitems(config, items):
         if (item.path.suffix == ".ipynb" or item.path.name in SLOW_FILES or any(s in item.name for s in SLOW_TESTS)
                 or "fresh_cache" in getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-        item.add_marker(pytest.mark.xdist_group(TOGETHER.get(item.path.name, item.path.name)))
-    # testpaths runs tests/ before solutions/: move the book test after the lessons (stable order otherwise).
-    items.sort(key=lambda item: item.path.name in LAST_FILES)
+    # The lessons first (the longest units of work: on several workers the short test files then fill the gaps),
+    # the book test after them (stable order otherwise).
+    items.sort(key=lambda item: (item.path.name in LAST_FILES, item.path.suffix != ".ipynb"))
 
 
 # ---------------------------------------------------------------- nbval's executed lessons
