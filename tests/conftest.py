@@ -78,7 +78,17 @@ def pytest_xdist_make_scheduler(config, log):
             file = nodeid.split("::", 1)[0]
             return TOGETHER.get(Path(file).name, file)
 
+        def schedule(self) -> None:
+            self.config.option.loadscopereorder = False  # hand out units in collection order: longest lessons first
+            super().schedule()
+
     return ByFile(config, log)
+
+
+def _declared_minutes(item) -> float:
+    """A lesson cell's declared budget (its notebook's metadata), for ordering; 0 for the other tests."""
+    nb = getattr(getattr(item, "parent", None), "nb", None)
+    return float(nb.metadata.get("course", {}).get("cpu_minutes", 0)) if nb is not None else 0.0
 
 
 def pytest_collection_modifyitems(config, items):
@@ -86,9 +96,9 @@ def pytest_collection_modifyitems(config, items):
         if (item.path.suffix == ".ipynb" or item.path.name in SLOW_FILES or any(s in item.name for s in SLOW_TESTS)
                 or "fresh_cache" in getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-    # The lessons first (the longest units of work: on several workers the short test files then fill the gaps),
-    # the book test after them (stable order otherwise).
-    items.sort(key=lambda item: (item.path.name in LAST_FILES, item.path.suffix != ".ipynb"))
+    # The lessons first, the longest first (on several workers the short test files then fill the gaps instead of
+    # one long lesson running alone at the end), the book test last (stable order otherwise).
+    items.sort(key=lambda item: (item.path.name in LAST_FILES, item.path.suffix != ".ipynb", -_declared_minutes(item)))
 
 
 # ---------------------------------------------------------------- nbval's executed lessons
