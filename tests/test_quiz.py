@@ -1,6 +1,7 @@
 """The self-check quizzes: the seed's questions are all there, the readable bank validates, answers check."""
 
 import itertools
+import json
 import re
 import shutil
 import subprocess
@@ -256,33 +257,60 @@ def test_a_teacher_adds_a_question_by_editing_the_file(tmp_path):
     assert len(bank) == len(quiz.questions()) + 1
 
 
-# ------------------------------------------------------------------- widgets
+# ------------------------------------------------------------------- jupyterquiz
 
 
-def test_widget_builds_and_checks_every_question():
+@pytest.fixture
+def shell():
+    """An IPython shell in this process (quiz_html captures what jupyterquiz displays), removed afterwards."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    had = InteractiveShell.initialized()
+    yield InteractiveShell.instance()
+    if not had:
+        InteractiveShell.clear_instance()
+
+
+def test_every_question_maps_to_jupyterquiz_with_the_feedback_of_check():
     for qid in quiz.questions():
-        q = quiz.get(qid)
-        right = quiz.get(qid).answer
-        box = quiz.widget(qid)
-        assert box.question_id == qid and len(box.answer_widgets) == (1 if q.kind == "choice" else len(q.letters))
-        box.check_button.click()
-        assert "first" in box.feedback.value  # nothing chosen yet
-        if q.kind == "choice":
-            assert type(box.answer_widgets[0]).__name__ == "RadioButtons"
-            box.answer_widgets[0].value = wrong_answers(q)[0]
-            box.check_button.click()
-            assert "Not quite" in box.feedback.value
-            box.answer_widgets[0].value = right
-        else:
-            for dropdown in box.answer_widgets:
-                dropdown.value = q.letters[0]
-            box.check_button.click()
-            assert "more than once" in box.feedback.value
-            for dropdown, letter in zip(box.answer_widgets, right):
-                dropdown.value = letter
-        box.check_button.click()
-        assert "Right" in box.feedback.value, qid
-        assert quiz._question_text(q) == box._repr_mimebundle_()["text/plain"]
+        q, jq = quiz.get(qid), quiz.jupyterquiz_question(qid)
+        answers = [a for a in jq["answers"] if a.get("type") != "default"]
+        assert [a["answer"] for a in answers if a["correct"]] == ([f"{q.answer}. " + quiz._escape(q.options[q.answer])]
+                                                                  if q.kind == "choice" else [q.answer]), qid
+        if q.kind == "choice":   # one button per option, in the bank's order, each with its explanation
+            assert jq["type"] == "multiple_choice" and [a["answer"][0] for a in answers] == q.letters
+            for letter, a in zip(q.letters, answers):
+                assert quiz._escape(q.explanations[letter]) in a["feedback"]
+                assert ("✓ Right" if letter == q.answer else "✗ Not quite") in a["feedback"]
+        else:   # typed letters: every ordering has check's feedback; anything else the default hint
+            assert jq["type"] == "string" and "Type the letters of the" in jq["question"]
+            assert {a["answer"] for a in answers} == set(wrong_answers(q)) | {q.answer}
+            for a in answers:
+                in_place = sum(x == y for x, y in zip(a["answer"], q.answer))
+                assert ("✓ Right" in a["feedback"]) == a["correct"] and (a["correct"] or f"has {in_place} of" in a["feedback"])
+            assert jq["answers"][-1]["type"] == "default"
+    special = quiz._escape("a <b> & $5 for `x`")
+    assert special == "a &lt;b&gt; &amp; &#36;5 for <code>x</code>"   # HTML- and TeX-safe for jupyterquiz
+
+
+def test_quiz_html_carries_the_question_hidden_and_keeps_the_random_state(shell):
+    import base64
+    import random
+
+    random.seed(7)
+    state = random.getstate()
+    blocks = [quiz.quiz_html("q01_order_steps"), quiz.quiz_html("q01_order_steps")]
+    assert random.getstate() == state   # a quiz cell does not shift a seeded lesson's random numbers
+    ids = [re.search(r'<div id="(\w+)" data-shufflequestions', b).group(1) for b in blocks]
+    assert ids[0] != ids[1]             # two quizzes on one page do not share a container
+    for qid in ("q01_order_steps", "q06_startup"):
+        block, q = quiz.quiz_html(qid), quiz.get(qid)
+        assert block.startswith(f'<div class="course-quiz" data-quiz="{qid}">') and f"Self-check {qid} " in block
+        assert block.count("<div") == block.count("</div>") and "<script" in block and "atob(" in block
+        readable = [q.text, *q.options.values(), *q.explanations.values()]
+        assert not [t for t in readable if " ".join(t.split()[:6]) in block], qid   # nothing of the question as text
+        payload = re.search(r'atob\("([A-Za-z0-9+/=]+)"\)', block).group(1)
+        assert json.loads(base64.b64decode(payload)) == [quiz.jupyterquiz_question(qid)]
 
 
 def test_show_outside_a_notebook_prints_the_question(capsys):
@@ -291,20 +319,20 @@ def test_show_outside_a_notebook_prints_the_question(capsys):
     assert "Self-check q02_params" in out and 'quiz.check("q02_params"' in out
 
 
-def test_show_without_ipywidgets_falls_back_to_text(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import ipywidgets -> ImportError
+def test_show_without_jupyterquiz_falls_back_to_text(monkeypatch, capsys):
+    monkeypatch.setattr(quiz, "_in_notebook", lambda: True)
+    monkeypatch.setitem(sys.modules, "jupyterquiz", None)  # import jupyterquiz -> ImportError
     quiz.show("q06_startup")
     out = capsys.readouterr().out
-    assert "ipywidgets is not installed" in out and 'quiz.check("q06_startup"' in out
+    assert "jupyterquiz is not installed" in out and 'quiz.check("q06_startup"' in out
     with pytest.raises(quiz.UnknownQuestionError):
         quiz.show("q06_start")
 
 
-def test_show_displays_a_widget_in_a_kernel(tmp_path):
+def test_show_displays_a_quiz_in_a_kernel(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell('from finetune_utils import quiz\nquiz.show("q01_deploy")')]
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = nb.cells[0].outputs
-    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), outputs
-    plain = [o["data"]["text/plain"] for o in outputs if "data" in o]
-    assert plain and "Self-check q01_deploy" in plain[0]
+    (output,) = nb.cells[0].outputs   # one output: HTML that runs itself, and the text for text-only viewers
+    assert output["data"]["text/html"].startswith('<div class="course-quiz" data-quiz="q01_deploy">')
+    assert output["data"]["text/plain"] == quiz._question_text(quiz.get("q01_deploy"))
