@@ -16,10 +16,13 @@ What is checked
 ---------------
 * The builder: the site is written to a temporary folder with tools/build_book.py.
 * Without a browser: no exercise answer reaches a page (no line of a solution region, no
-  solution marker), and no quiz answer either (no explanation from the quiz bank).
+  solution marker), and no quiz answer as text either (no explanation from the quiz bank, no
+  readable ``"correct": true``: jupyterquiz's questions travel base64-encoded).
 * In Debian's Chromium, driven by Playwright, for every page: the title is the lesson's, each
   figure of the executed lesson is there and decoded (one ``<img>``/``<svg>`` per image output of a
-  cell that is not an exercise), no error output, one quiz box per quiz, and the links to the
+  cell that is not an exercise), no error output, one rendered jupyterquiz per quiz, no
+  explanation visible before an answer, every quiz answered right by clicking its option (or
+  typing the steps' letters) shows its "Right" feedback, and the links to the
   previous and next lesson and to the index lead to those pages. The index lists every lesson
   and links every page built. Nothing is requested from outside except MathJax's script
   (blocked here; offline pages show the TeX source).
@@ -51,6 +54,7 @@ import build_book  # noqa: E402
 SHOTS = REPO / "_build" / "book_test"
 ALWAYS = ("00", "01")        # executed here when they have no current copy (the two fastest lessons)
 SCREENSHOT_LESSON = "03"
+QUIZ_TEXT = re.compile(r"^Self-check q\d\d_\w+ ")   # the text/plain of a quiz.show output
 PAGE_S = 60
 
 
@@ -63,7 +67,7 @@ def expected(executed_path: Path) -> dict:
     nb = nbformat.read(executed_path, as_version=4)
     visible = [c for c in nb.cells if c.cell_type == "code" and not build_book.is_exercise(c)]
     quizzes = sum(1 for c in visible for out in c.outputs
-                  if build_book.QUIZ_TEXT.match(str(out.get("data", {}).get("text/plain", ""))))
+                  if QUIZ_TEXT.match(str(out.get("data", {}).get("text/plain", ""))))
     no_figure = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and not build_book.is_exercise(c)
                  and build_book.shows_figure(c) and not _images(c)]
     assert not no_figure, f"{executed_path.name}: cells {no_figure} call plt.show() but hold no figure"
@@ -138,8 +142,12 @@ def test_no_answers_in_the_pages(book):
         page_lines = {line.strip() for line in plain.splitlines()}  # whole lines: a solution line may be a prefix of lesson code
         leaked = [line for line in solution_lines(build_book.SOURCES / entry.source) if line in page_lines]
         assert not leaked, f"{entry.page}: solution lines in the page: {leaked[:3]}"
-        explained = [e for e in quiz_explanations(plain) if e.strip()[:60] in plain]
+        explanations = quiz_explanations(plain)
+        quizzes = expected(REPO / entry.executed)["quizzes"]
+        assert len(explanations) >= 3 * quizzes, f"{entry.page}: not every quiz names its question"
+        explained = [e for e in explanations if e.strip()[:60] in plain]
         assert not explained, f"{entry.page}: quiz explanations (answers) in the page: {explained[:2]}"
+        assert not re.search(r'"correct":\s*(true|false)', plain), f"{entry.page}: a quiz's answer key is readable"
         exercises = sum(1 for c in nbformat.read(build_book.SOURCES / entry.source, as_version=4).cells
                         if c.metadata.get("nbgrader", {}).get("solution"))
         assert plain.count("raise NotImplementedError") >= exercises, f"{entry.page}: student stubs missing"
@@ -171,7 +179,9 @@ _PAGE_JS = """
     images: imgs.length + svgs.length,
     broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length,
     errors: stderr.map(t => t.slice(0, 500)),
-    quizzes: main.querySelectorAll('.book-quiz').length,
+    quizzes: main.querySelectorAll('.course-quiz').length,
+    rendered: main.querySelectorAll('.course-quiz .Quiz').length,
+    text: main.innerText,
     exercises: main.querySelectorAll('.celltag_book-exercise').length,
     index: link('nav.top a.book-index'), prev: link('nav.top a[rel=prev]'), next: link('nav.top a[rel=next]'),
     bottom_next: link('nav.bottom a[rel=next]'),
@@ -179,6 +189,29 @@ _PAGE_JS = """
   };
 }
 """
+
+
+def answer_quizzes(page, visible: str, name: str) -> None:
+    """Each quiz of the page, live without a kernel: no explanation shows before an answer; the right answer
+    (a click on its option, or its step letters typed and Enter) shows jupyterquiz's "Right" feedback."""
+    from playwright.sync_api import expect
+
+    from finetune_utils import quiz
+
+    for box in page.locator("main .course-quiz").all():
+        q = quiz.get(box.get_attribute("data-quiz"))
+        shown = [e for e in q.explanations.values() if e[:60] in visible]
+        assert not shown, f"{name}: {q.id}'s explanations visible before an answer: {shown[:1]}"
+        box.scroll_into_view_if_needed()
+        if q.kind == "choice":
+            option = box.locator("label.MCButton").nth(q.letters.index(q.answer))   # the bank's order: not shuffled
+            expect(option).to_contain_text(f"{q.answer}. ")
+            option.click()
+        else:
+            box.locator("input.Input-text").click()
+            box.locator("input.Input-text").type(q.answer)
+            box.locator("input.Input-text").press("Enter")
+        expect(box.locator(".Feedback")).to_contain_text("✓ Right", timeout=PAGE_S * 1000)
 
 
 def test_book_pages_render_in_chromium(book):
@@ -222,13 +255,15 @@ def test_book_pages_render_in_chromium(book):
                 page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=PAGE_S * 1000)
                 state = page.evaluate(_PAGE_JS)
                 want = expected(REPO / entry.executed)
-                where = f"{entry.page}: {state}"
+                where = f"{entry.page}: {dict((k, v) for k, v in state.items() if k != 'text')}"
                 assert state["title"].startswith(entry.title), where
                 assert entry.title in state["h1"], where
                 assert state["images"] == want["images"], f"{where}; expected {want['images']} figures"
                 assert state["broken"] == 0, where
                 assert not state["errors"], where
-                assert state["quizzes"] == want["quizzes"], f"{where}; expected {want['quizzes']} quizzes"
+                assert state["quizzes"] == state["rendered"] == want["quizzes"], (
+                    f"{where}; expected {want['quizzes']} quizzes (an executed copy older than jupyterquiz: run it again)")
+                answer_quizzes(page, state["text"], entry.page)
                 assert state["index"] == "index.html", where
                 assert state["prev"] == (pages[i - 1].page if i > 0 else None), where
                 assert state["next"] == (pages[i + 1].page if i + 1 < len(pages) else None), where

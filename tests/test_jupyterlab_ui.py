@@ -1,4 +1,4 @@
-"""A real JupyterLab session: open a lesson in headless Chromium, run all cells, see the quiz widget.
+"""A real JupyterLab session: open a lesson in headless Chromium, run all cells, answer a quiz.
 
 What it does
 ------------
@@ -14,9 +14,9 @@ What it does
 3. Opens the lesson in Debian's Chromium (``/usr/bin/chromium``) driven by Playwright, waits for
    the kernel, clicks *Run → Run All Cells*, waits until the kernel is idle and every code cell
    has an execution count, then asserts: no error output (stderr output with "Traceback" or
-   "Error"), one rendered quiz widget per ``quiz.show(`` call, a visible radio-button box, and a
-   live widget (choosing an option and pressing *Check* shows feedback from the kernel). The
-   page must request nothing outside 127.0.0.1.
+   "Error"), one quiz per ``quiz.show(`` call, drawn by jupyterquiz's script (JupyterLab runs the
+   script of a trusted HTML output), and a live one: clicking an option shows its feedback. The
+   page must request nothing outside 127.0.0.1 (jupyterquiz fetches no MathJax here).
 4. Saves a screenshot to ``_build/jupyterlab_test.png`` (also on failure, for diagnosis) and
    always stops the server and removes the temporary folders.
 
@@ -60,7 +60,7 @@ CHROMIUM_ARGS = [
 ]
 SERVER_START_S = 120      # JupyterLab answering /api/status (slow on a loaded 2-core machine)
 PAGE_S = 120              # JupyterLab's page loaded, notebook open, kernel idle
-WIDGET_S = 60             # quiz widgets rendered, feedback after "Check"
+QUIZ_S = 60               # quizzes rendered, feedback after a click
 SHUTDOWN_S = 20           # server stopping after SIGTERM
 STDERR_SELECTOR = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 
@@ -243,7 +243,7 @@ def _is_loopback(url: str) -> bool:
 
 
 def run_lesson_in_browser(base: str, token: str, lesson: Path, nb: dict, log_path: Path) -> dict:
-    """Open ``lesson`` in JupyterLab, run all cells, check outputs and the quiz widget; return timings."""
+    """Open ``lesson`` in JupyterLab, run all cells, check outputs and answer a quiz; return timings."""
     from playwright.sync_api import expect, sync_playwright
 
     # Collapsed cells (jupyter.source_hidden: drawing code) show no input prompt, so they are not counted.
@@ -305,19 +305,15 @@ def run_lesson_in_browser(base: str, token: str, lesson: Path, nb: dict, log_pat
             assert not state["errors"], "error output in JupyterLab:\n\n" + "\n---\n".join(state["errors"])
             assert state["executed"] >= expected_cells, state
 
-            # The quiz widgets: rendered by the ipywidgets manager, live (comm with the kernel).
-            boxes = panel.locator(".jp-OutputArea-output .jupyter-widgets.widget-vbox", has_text="Self-check")
-            expect(boxes).to_have_count(quizzes, timeout=WIDGET_S * 1000)
-            expect(panel.get_by_text("Error displaying widget")).to_have_count(0)
-            radio_boxes = boxes.locator(".widget-radio-box")
-            assert radio_boxes.count() >= 1, "no quiz with radio buttons rendered"
-            quiz = boxes.filter(has=page.locator(".widget-radio-box")).first
-            quiz.scroll_into_view_if_needed(timeout=WIDGET_S * 1000)
-            expect(quiz.locator(".widget-radio-box")).to_be_visible(timeout=WIDGET_S * 1000)
-            quiz.locator(".widget-radio-box input[type=radio]").first.check(timeout=WIDGET_S * 1000)
-            quiz.get_by_role("button", name="Check").click(timeout=WIDGET_S * 1000)
-            feedback = quiz.locator(".widget-html").last   # empty until "Check" reaches the kernel
-            expect(feedback).to_have_text(re.compile(r"\w"), timeout=WIDGET_S * 1000)
+            # The quizzes: jupyterquiz's HTML, drawn by its own script (no kernel, no widget manager).
+            boxes = panel.locator(".jp-OutputArea-output .course-quiz")
+            expect(boxes).to_have_count(quizzes, timeout=QUIZ_S * 1000)
+            expect(boxes.locator(".Quiz")).to_have_count(quizzes, timeout=QUIZ_S * 1000)
+            quiz = boxes.filter(has=page.locator("label.MCButton")).first
+            quiz.scroll_into_view_if_needed(timeout=QUIZ_S * 1000)
+            expect(quiz.locator(".Feedback")).to_have_text("")   # no explanation before an answer
+            quiz.locator("label.MCButton").first.click(timeout=QUIZ_S * 1000)
+            expect(quiz.locator(".Feedback")).to_contain_text(re.compile(r"✓ Right|✗ Not quite"), timeout=QUIZ_S * 1000)
             quiz.evaluate("e => e.scrollIntoView({block: 'start'})")   # the whole quiz in the screenshot
             page.wait_for_timeout(500)
         finally:
@@ -331,7 +327,7 @@ def run_lesson_in_browser(base: str, token: str, lesson: Path, nb: dict, log_pat
     return timings
 
 
-def test_lesson_runs_in_jupyterlab_with_quiz_widget():
+def test_lesson_runs_in_jupyterlab_with_its_quizzes():
     _require_browser()
     work = Path(tempfile.mkdtemp(prefix="finetune-lab-"))
     try:

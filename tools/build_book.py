@@ -30,14 +30,15 @@ Where the pages come from
   kinds of cells, same nbgrader ids, every other cell identical, and no solution marker left in
   the student's cell. If they do not, the build fails and says to run
   ``tools/sync_notebooks.py``.
-* **Quizzes** (``quiz.show``) are widgets; a static page cannot run them. The page shows the
-  text the widget carries for exactly this case (its ``text/plain`` fallback: the question,
-  the options and how to answer with ``quiz.check``, no answer) in a box.
+* **Quizzes** (``quiz.show``) stay interactive: their output is jupyterquiz's HTML with its own
+  script (the question base64-encoded, so no answer shows as text), which runs in the static
+  page as in JupyterLab, offline; clicking an option shows its explanation.
 * **Progress bars** (tqdm's widgets while weights load, data are mapped or a model trains)
   are dropped: a saved widget keeps only its first state, "0%", which would mislead. Any other
   widget shows its text fallback.
 * **Formulas** are typeset by MathJax, loaded from its CDN as nbconvert does by default; offline
-  the TeX source shows instead. The pages load nothing else from outside.
+  the TeX source shows instead. The pages load nothing else from outside (quiz.py keeps
+  jupyterquiz's script from fetching a MathJax of its own).
 
 The output folder is replaced as a whole on each build, and only if it is missing or was written
 by this program (it holds ``book.json``, the build's manifest); anything else is left alone.
@@ -78,9 +79,8 @@ WRITER = "tools/build_book.py"
 WIDGET = "application/vnd.jupyter.widget-view+json"
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
 PROGRESS_BAR = re.compile(r"\d+%\|")         # tqdm's text: "Map:   0%|          | 0/151 [...]"
-QUIZ_TEXT = re.compile(r"^Self-check q\d\d_\w+ ")
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
-EXERCISE_TAG, CHECK_TAG, QUIZ_CLASS = "book-exercise", "book-check", "book-quiz"
+EXERCISE_TAG, CHECK_TAG = "book-exercise", "book-check"
 HIDE_INPUT = "hide-input"   # the tag of collapsed drawing/plumbing cells (JupyterLab: jupyter.source_hidden), as in Jupyter Book
 
 
@@ -120,7 +120,8 @@ def current_copy(source: Path, folder: Path = EXECUTED) -> Path | None:
     """The executed copy of ``source`` in ``folder`` if it ran the lesson's current code to the end, else None.
 
     A copy that stopped with an error is not worth keeping: it is run again, and if it fails again
-    the build says where.
+    the build says where. So is a copy whose quizzes are ipywidgets (run before quiz.py used
+    jupyterquiz): a page could show them only as text.
     """
     executed = folder / source.name
     if not executed.is_file():
@@ -129,7 +130,9 @@ def current_copy(source: Path, folder: Path = EXECUTED) -> Path | None:
         ran = nbformat.read(executed, as_version=4)
     except Exception:  # noqa: BLE001 - a half-written or foreign file is simply not a usable copy
         return None
-    if _errors(ran) or code_hash(ran) != code_hash(nbformat.read(source, as_version=4)):
+    widget_quizzes = any(str(out.get("data", {}).get("text/plain", "")).startswith("Self-check q") and
+                         WIDGET in out.get("data", {}) for cell in ran.cells for out in cell.get("outputs", []))
+    if _errors(ran) or widget_quizzes or code_hash(ran) != code_hash(nbformat.read(source, as_version=4)):
         return None
     return executed
 
@@ -196,13 +199,8 @@ def check_alignment(source, student, name: str) -> None:
             raise BookError(f"{where}: differs between solutions/ and notebooks/ outside the exercises; {fix}")
 
 
-def _quiz_html(text: str) -> str:
-    return (f'<div class="{QUIZ_CLASS}"><div class="{QUIZ_CLASS}-label">Self-check (interactive in the notebook; '
-            f'here as text)</div><pre>{html.escape(text)}</pre></div>')
-
-
 def clean_outputs(outputs, where: str) -> list:
-    """The outputs a static page shows: errors refused, quizzes as text, progress bars dropped."""
+    """The outputs a static page shows: errors refused, progress bars dropped, other widgets as text."""
     kept = []
     for out in outputs:
         if out.output_type == "error":
@@ -211,10 +209,7 @@ def clean_outputs(outputs, where: str) -> list:
         data = out.get("data", {})
         if WIDGET in data:
             text = str(data.get("text/plain", ""))
-            if QUIZ_TEXT.match(text):
-                kept.append(nbformat.v4.new_output("display_data", data={"text/html": _quiz_html(text),
-                                                                          "text/plain": text}))
-            elif text and not PROGRESS_BAR.search(text):
+            if text and not PROGRESS_BAR.search(text):
                 kept.append(nbformat.v4.new_output("display_data", data={"text/plain": text}))
             continue
         kept.append(out)
@@ -286,9 +281,6 @@ CSS = """
   font-size: 12px; color: #7a5400; padding: 2px 0 2px 8px; border-left: 4px solid #c88a00; }
 .celltag_book-exercise::before { content: "Exercise: the student's version; solve it in the notebook (answers are not published here)"; }
 .celltag_book-check::before { content: "Check cell: run it in the notebook after your answer (its output is not shown here)"; }
-.book-quiz { border: 1px solid #9bb7d4; border-radius: 6px; background: #f3f8fd; padding: 6px 10px; margin: 4px 0; }
-.book-quiz-label { font-family: var(--jp-ui-font-family, sans-serif); font-weight: 600; font-size: 13px; color: #1a4f85; }
-.book-quiz pre { white-space: pre-wrap; background: transparent; }
 """
 
 TEMPLATE = r"""{%- extends 'lab/index.html.j2' -%}
@@ -355,7 +347,8 @@ a {{ color: #1a5fb4; text-decoration: none; }} a:hover {{ text-decoration: under
 <body><main>
 <h1>{html.escape(course)}</h1>
 <p>The lessons as they look after running them top to bottom: prose, code, printed output and figures.
-Exercises show the version students get, without answers or check results; the quizzes are shown as text.
+Exercises show the version students get, without answers or check results; the self-check questions
+work as in the notebook: click an option (or type the steps' letters) to see the explanation.
 To work through a lesson, run it yourself: <code>make lab</code> opens the notebooks, or use Colab.</p>
 <table id="notebook-map"><thead><tr><th>lesson</th><th>CPU minutes</th><th>run it</th></tr></thead>
 <tbody>
