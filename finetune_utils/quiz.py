@@ -25,7 +25,7 @@ A lesson shows a question in a code cell of its own (no assertion, so nbval runs
 JupyterLab, on Colab and in the static book (``make book``), with no kernel behind it. A choice is
 jupyterquiz's "multiple_choice": each option's explanation is its feedback. jupyterquiz has no
 ordering type, so an ordering question is a "string" question: the steps are listed with their
-letters and the student types the letters in order ("BDAC", then Enter); every ordering of the
+letters and the student types the letters in order ("BDAC", then Enter); every ordering of up to five
 letters has the feedback ``check`` prints (how many steps are in place, hints for the others).
 The question travels base64-encoded in the script, so the page shows no answer as text; anyone can
 decode it or read the YAML: this is a self-check, not an exam. Outside a notebook, or without
