@@ -77,7 +77,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow" tests
 
 bench: setup
-	for script in bench/*.py; do $(BIN)/python $$script $$(test $$script = bench/defaults_sweep.py && echo --quick) || exit 1; done
+	for script in bench/*.py; do $(BIN)/python $$script $$(case $$script in bench/defaults_sweep.py|bench/refit_check.py) echo --quick;; esac) || exit 1; done
 
 # The student version of the lessons (notebooks/) from their sources (solutions/): solution regions ->
 # "raise NotImplementedError()", outputs cleared. Needs only nbformat: without the course's .venv, a small
