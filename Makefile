@@ -19,6 +19,7 @@ help:
 	@echo "make fresh LESSON=03  a fresh copy of lesson 03 in workspace/, beside yours (after a git pull that fixed it)"
 	@echo "make run-all  execute every notebook headless into _build/ and print a table"
 	@echo "make book     the executed lessons as a web site: _build/book/index.html (runs lessons whose code changed)"
+	@echo "make book LESSONS=\"00 01\"  the book of those lessons only"
 	@echo "make test     unit tests + every notebook executed with nbval (everything; what CI runs)"
 	@echo "make test-fast  the unit tests only: no lessons, no multi-process, browser or SmolLM2-conversion runs"
 	@echo "make bench    run the benchmark scripts in bench/"
@@ -62,8 +63,10 @@ fresh: setup
 run-all: setup
 	$(BIN)/python tools/run_all.py
 
+# LESSONS="00 01" builds those lessons only (default: all); executed copies in _build/notebooks/ are reused.
+LESSONS ?=
 book: setup
-	$(BIN)/python tools/build_book.py
+	$(BIN)/python tools/build_book.py $(LESSONS)
 
 # The tests and the lessons (nbval) run on TEST_WORKERS processes at once (pytest-xdist; each file, and each lesson,
 # whole on one worker, with its share of the cores); then the book, built from the lessons that session executed.

@@ -23,11 +23,18 @@ What is checked
   cell that is not an exercise), no error output, one rendered jupyterquiz per quiz, no
   explanation visible before an answer, every quiz answered right by clicking its option (or
   typing the steps' letters) shows its "Right" feedback, and the links to the
-  previous and next lesson and to the index lead to those pages. The index lists every lesson
-  and links every page built. Nothing is requested from outside except MathJax's script
-  (blocked here; offline pages show the TeX source).
+  previous and next lesson and to the index lead to those pages. The sidebar lists every lesson
+  built, the page's own marked; its contents list the page's h2/h3 headings, each leading to its
+  heading; the code of ``hide-input`` cells is folded (a closed ``<details>``, the code not shown);
+  formulas are MathML that the browser draws, and no ``$...$`` is left in the prose; at 400 px the
+  page does not scroll sideways and the sidebar opens with the Menu button. The search box, typed a
+  heading of the last page into, lists that section, and its link opens the page at the heading.
+  The index lists every lesson and links every page built. Nothing is requested from outside.
+* The formula conversion on its own: code spans and prices stay as they are, an unknown command
+  fails the build.
 * A screenshot of lesson 03's first figure (or of the first page with a figure, when 03 is not
-  built) goes to _build/book_test/ (docs/book_lesson00.png is a copy of one, from a build without 03).
+  built) goes to _build/book_test/, at 1200 and at 400 px wide (docs/book_lesson00.png is a copy of
+  one, from a build without 03).
 
 Skipped without Chromium or Playwright, except in CI (``CI`` set), where that fails.
 """
@@ -151,10 +158,33 @@ def test_no_answers_in_the_pages(book):
         exercises = sum(1 for c in nbformat.read(build_book.SOURCES / entry.source, as_version=4).cells
                         if c.metadata.get("nbgrader", {}).get("solution"))
         assert plain.count("raise NotImplementedError") >= exercises, f"{entry.page}: student stubs missing"
-        hidden = [c.source for c in nbformat.read(build_book.SOURCES / entry.source, as_version=4).cells
-                  if build_book.HIDE_INPUT in c.metadata.get("tags", [])]
-        shown = [s.splitlines()[0] for s in hidden if s.strip() and s.splitlines()[0].strip() in page_lines]
-        assert not shown, f"{entry.page}: code of hide-input cells shown in the page: {shown[:2]}"
+        folds = folded_cells(build_book.SOURCES / entry.source)
+        assert text.count('<details class="book-fold">') == folds, f"{entry.page}: expected {folds} folded cells"
+        external = re.findall(r'<(?:script|link)\b[^>]*\b(?:src|href)="((?:https?:)?//[^"]*)"', text)
+        assert not external, f"{entry.page}: loads from outside: {external}"
+
+
+def folded_cells(source: Path) -> int:
+    """Code cells tagged hide-input or collapsed in JupyterLab (source_hidden): the page folds their code."""
+    return sum(1 for c in nbformat.read(source, as_version=4).cells if c.cell_type == "code"
+               and not build_book.is_exercise(c) and (build_book.HIDE_INPUT in c.metadata.get("tags", [])
+                                                      or c.metadata.get("jupyter", {}).get("source_hidden")))
+
+
+def has_formulas(source: Path) -> bool:
+    """The lesson's prose holds TeX (a "$" outside code spans and blocks)."""
+    return any("$" in re.sub(r"```.*?```|`[^`\n]*`", "", c.source, flags=re.S)
+               for c in nbformat.read(source, as_version=4).cells if c.cell_type == "markdown")
+
+
+def test_formulas_become_mathml_and_code_stays():
+    out = build_book.math_to_mathml("Loss $L(\\theta) = -\\log p$, costs $5 and $6; `x = \"$a$\"`\n\n"
+                                    "$$\\hat y = \\arg\\max_y p(y)$$\n```\n$HOME $x$\n```", "t")
+    assert out.count("<math") == 2 and '<math display="block">' in out
+    assert "costs $5 and $6" in out and '`x = "$a$"`' in out and "$HOME $x$" in out
+    assert "\\" not in re.sub(r"```.*?```", "", out, flags=re.S)
+    with pytest.raises(build_book.BookError, match="does not know"):
+        build_book.math_to_mathml("$\\nosuchcommand x$", "lesson 99, cell 3")
 
 
 def _unescape(page: str) -> str:
@@ -186,9 +216,49 @@ _PAGE_JS = """
     index: link('nav.top a.book-index'), prev: link('nav.top a[rel=prev]'), next: link('nav.top a[rel=next]'),
     bottom_next: link('nav.bottom a[rel=next]'),
     cells: main.querySelectorAll('.jp-Cell').length,
+    lessons: [...document.querySelectorAll('#book-sidebar .book-lessons a')].map(a => a.getAttribute('href')),
+    current: [...document.querySelectorAll('#book-sidebar .book-lessons a[aria-current=page]')].map(a => a.getAttribute('href')),
+    toc: [...document.querySelectorAll('#book-sidebar .book-toc a')].map(a => a.getAttribute('href')),
+    headings: [...main.querySelectorAll('.jp-MarkdownCell h2[id], .jp-MarkdownCell h3[id]')].map(h => '#' + h.id),
+    heading_texts: [...main.querySelectorAll('.jp-MarkdownCell h2[id]')].map(h => [h.id, h.textContent.replace('¶', '').trim()]),
+    folds: main.querySelectorAll('details.book-fold').length,
+    open_folds: main.querySelectorAll('details.book-fold[open]').length,
+    folded_code_shown: [...main.querySelectorAll('details.book-fold .jp-InputArea')]
+                         .filter(e => e.checkVisibility({visibilityProperty: true})).length,
+    raw_tex: [...main.querySelectorAll('.jp-MarkdownCell .jp-RenderedMarkdown')].map(cell => {
+               const c = cell.cloneNode(true); c.querySelectorAll('code, pre, math').forEach(e => e.remove());
+               return c.textContent; }).join('\\n').match(/\\$\\$[\\s\\S]+?\\$\\$|\\$[^$\\s][^$\\n]*?\\$/g) || [],
+    formulas: main.querySelectorAll('.jp-MarkdownCell math').length,
+    flat_formulas: [...main.querySelectorAll('.jp-MarkdownCell math')]
+                     .filter(m => { const r = m.getBoundingClientRect(); return r.width < 1 || r.height < 1; }).length,
   };
 }
 """
+
+_NARROW_JS = """
+() => ({scroll: document.documentElement.scrollWidth, width: window.innerWidth,
+        wide: [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1
+                 && !e.closest('#book-sidebar, pre, table, math, .jp-OutputArea-output, .jp-InputArea-editor'))
+                 .slice(0, 5).map(e => e.tagName + '.' + e.className)})
+"""
+
+
+def check_narrow(page, name: str) -> None:
+    """At 400 px: no sideways scroll of the page, the sidebar hidden until the Menu button opens it."""
+    from playwright.sync_api import expect
+
+    page.set_viewport_size({"width": 400, "height": 800})
+    try:
+        narrow = page.evaluate(_NARROW_JS)
+        assert narrow["scroll"] <= narrow["width"], f"{name} at 400 px scrolls sideways: {narrow}"
+        expect(page.locator("#book-sidebar")).to_be_hidden()
+        page.locator("#book-menu").click()
+        expect(page.locator("#book-sidebar .book-lessons")).to_be_visible()
+        expect(page.locator("#book-search-input")).to_be_visible()
+        page.locator("#book-menu").click()
+        expect(page.locator("#book-sidebar")).to_be_hidden()
+    finally:
+        page.set_viewport_size({"width": 1200, "height": 900})
 
 
 def answer_quizzes(page, visible: str, name: str) -> None:
@@ -216,20 +286,18 @@ def answer_quizzes(page, visible: str, name: str) -> None:
 
 def test_book_pages_render_in_chromium(book):
     _require_browser()
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     out, entries = book
     pages = [e for e in entries if e.page]
     SHOTS.mkdir(parents=True, exist_ok=True)
     outside: list[str] = []
-    allowed = ("cdnjs.cloudflare.com/ajax/libs/mathjax/",)
 
     def route(r):
         url = r.request.url
         if urlsplit(url).scheme in ("file", "data", "about", "blob"):
             return r.continue_()
-        if not any(a in url for a in allowed):
-            outside.append(url)
+        outside.append(url)
         return r.abort()
 
     with sync_playwright() as pw:
@@ -248,8 +316,12 @@ def test_book_pages_render_in_chromium(book):
                 link = page.locator(f'#notebook-map a[href="{entry.page}"]') if entry.page else None
                 if link is not None:
                     assert link.count() == 1 and link.inner_text() == entry.title, entry.page
+            sidebar = [a.get_attribute("href") for a in page.locator("#book-sidebar .book-lessons a").all()]
+            assert sidebar == [p.page for p in pages], f"index.html's sidebar: {sidebar}"
+            check_narrow(page, "index.html")
 
             shot = None
+            headings: dict[str, list] = {}
             for i, entry in enumerate(pages):
                 page.goto((out / entry.page).as_uri(), wait_until="load")
                 page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=PAGE_S * 1000)
@@ -268,6 +340,24 @@ def test_book_pages_render_in_chromium(book):
                 assert state["prev"] == (pages[i - 1].page if i > 0 else None), where
                 assert state["next"] == (pages[i + 1].page if i + 1 < len(pages) else None), where
                 assert state["bottom_next"] == state["next"], where
+                # The sidebar: every lesson built, this one marked; the page's contents, each leading to its heading.
+                assert state["lessons"] == [p.page for p in pages], where
+                assert state["current"] == [entry.page], where
+                assert state["toc"] and state["toc"] == state["headings"], where
+                assert len(set(state["headings"])) == len(state["headings"]), f"{where}: two headings share an anchor"
+                target = state["toc"][-1]
+                page.locator("#book-sidebar .book-toc a").last.click()
+                page.wait_for_function("h => decodeURIComponent(location.hash) === h", arg=target)
+                top = page.evaluate("h => document.getElementById(h.slice(1)).getBoundingClientRect().top", target)
+                assert 0 <= top < 900, f"{entry.page}: contents link {target} leaves its heading at y={top}, off screen"
+                # Drawing code folded (closed, its code not shown; its figure counted above); formulas drawn, no TeX.
+                folds = folded_cells(build_book.SOURCES / entry.source)
+                assert (state["folds"], state["open_folds"], state["folded_code_shown"]) == (folds, 0, 0), where
+                assert not state["raw_tex"], f"{entry.page}: TeX left in the prose: {state['raw_tex'][:5]}"
+                if has_formulas(build_book.SOURCES / entry.source):
+                    assert state["formulas"] > 0 and state["flat_formulas"] == 0, where
+                check_narrow(page, entry.page)
+                headings[entry.page] = state["heading_texts"]
                 if shot is None and (entry.number == SCREENSHOT_LESSON or
                                      (want["images"] and not any(p.number == SCREENSHOT_LESSON for p in pages))):
                     figure = page.locator(".jp-OutputArea-output img").first
@@ -275,6 +365,28 @@ def test_book_pages_render_in_chromium(book):
                         figure.evaluate("e => e.closest('.jp-Cell').scrollIntoView({block: 'center'})")
                     shot = SHOTS / f"book_lesson{entry.number}.png"
                     page.screenshot(path=str(shot))
+                    page.set_viewport_size({"width": 400, "height": 800})
+                    page.screenshot(path=str(SHOTS / f"book_lesson{entry.number}_400px.png"))
+                    page.set_viewport_size({"width": 1200, "height": 900})
+
+            # Search, from the first page: a section heading of the last page that no other heading contains
+            # lists that section, and its link opens the page at the heading.
+            last = pages[-1]
+            every = [(name, i, t.lower()) for name, heads in headings.items() for i, t in heads]
+            ident, words = next((i, t) for i, t in headings[last.page] if not any(
+                t.lower() in other for name, j, other in every if (name, j) != (last.page, i)))
+            page.goto((out / pages[0].page).as_uri(), wait_until="load")
+            page.locator("#book-search-input").fill(words)
+            want = f"{last.page}#{ident}"
+            page.wait_for_function("() => document.querySelectorAll('#book-search-results a').length > 0")
+            hits = [a for a in page.locator("#book-search-results a").all() if a.get_attribute("href") == want]
+            assert hits, (f"searching {words!r} does not list {want}: "
+                          f"{[a.get_attribute('href') for a in page.locator('#book-search-results a').all()]}")
+            hits[0].click()
+            page.wait_for_function("([p, h]) => location.pathname.endsWith('/' + p) && decodeURIComponent(location.hash) "
+                                   "=== '#' + h", arg=[last.page, ident])
+            page.locator("#book-search-input").fill("zzqxv nothing like this")
+            expect(page.locator("#book-search-results .hit-none")).to_be_visible()
 
             # The links work: next from the first page, back with prev, up to the index.
             if len(pages) > 1:

@@ -2,12 +2,17 @@
 
     python tools/build_book.py [--out _build/book] [--rerun | --no-execute] [LESSON ...]
 
-Then open ``_build/book/index.html`` in a browser. One page per lesson (prose, code, printed
-output and figures, as a student sees them after running it top to bottom), the README's
-notebook map as the index page, and on every page links to the previous and next lesson and
-back to the index. Pages are made with nbconvert's ``HTMLExporter`` and its ``lab`` template
-(a small template of our own adds the navigation and drops the scripts a static page does
-not need).
+Then open ``_build/book/index.html`` in a browser (from the file: the site needs no server and no
+network). One page per lesson (prose, code, printed output and figures, as a student sees them after
+running it top to bottom), the README's notebook map as the index page. Every page has a sidebar
+(``sidebar_html``) with a search box, every lesson built (the current one marked) and, on a lesson's page,
+its contents (its h2/h3 headings, linked); at widths up to 900 px the sidebar is hidden behind a *Menu*
+button, and nothing is wider than the screen (code, outputs, tables and long formulas scroll in their own
+box), so a page reads at 400 px. Links to the previous and next lesson and back to the index sit above and
+below each lesson. Pages are made with nbconvert's ``HTMLExporter`` and its ``lab`` template (a small
+template of our own adds the sidebar, the navigation and the folds, and drops the scripts a static page
+does not need); ``book.css`` and ``book.js`` (the menu button and the search, plain JavaScript, no library)
+are written beside them.
 
 Where the pages come from
 -------------------------
@@ -36,9 +41,25 @@ Where the pages come from
 * **Progress bars** (tqdm's widgets while weights load, data are mapped or a model trains)
   are dropped: a saved widget keeps only its first state, "0%", which would mislead. Any other
   widget shows its text fallback.
-* **Formulas** are typeset by MathJax, loaded from its CDN as nbconvert does by default; offline
-  the TeX source shows instead. The pages load nothing else from outside (quiz.py keeps
+* **Formulas** (``$...$`` and ``$$...$$`` in markdown cells, not in code spans or blocks, nor a price
+  such as "$5") are converted to MathML when the page is built (latex2mathml); browsers draw MathML
+  themselves, so no MathJax is loaded and a formula never shows as TeX, offline too. A formula with a
+  command latex2mathml does not know fails the build, naming the lesson and cell (``TEX_FIXES`` rewrites
+  the few the lessons use, such as ``\\arg\\max``). The pages load nothing from outside (quiz.py keeps
   jupyterquiz's script from fetching a MathJax of its own).
+* **Drawing and plumbing code** (cells tagged ``hide-input``, or collapsed in JupyterLab:
+  ``metadata.jupyter.source_hidden``) is folded: a closed *Show code* (``<details>``) above its outputs,
+  which show as usual.
+* **Search**: ``search_index.js`` holds, for every section (a lesson's h1/h2/h3 heading and the prose
+  under it), the lesson, the heading's anchor and the text; the box in the sidebar lists the sections that
+  hold every word typed, with a snippet, each linked to its page and heading. The index is a script rather
+  than JSON so that it loads from ``file://``. Headings that share a text get distinct anchors
+  ("Self-check", "Self-check-2").
+
+Why not Jupyter Book 2 (MyST): its site theme is not a package on PyPI or npm; ``jupyter-book build --html``
+(2.1.7, mystmd 1.11.0, Node 20) fetches it at build time, and without the internet stops with "request to
+https://api.mystmd.org/templates/site/myst/book-theme failed, reason: getaddrinfo ENOTFOUND api.mystmd.org"
+(measured 2026-12-08), so neither a course machine offline nor CI could build the book with it.
 
 The output folder is replaced as a whole on each build, and only if it is missing or was written
 by this program (it holds ``book.json``, the build's manifest); anything else is left alone.
@@ -221,6 +242,42 @@ def shows_figure(cell) -> bool:
     return any("plt.show(" in line.split("#", 1)[0] for line in cell.source.splitlines())
 
 
+# Markdown's code (fenced blocks and inline spans) is left as it is: a "$" there is code, not a formula.
+CODE_IN_MARKDOWN = re.compile(r"(```.*?```|~~~.*?~~~|`[^`\n]*`)", flags=re.S)
+DISPLAY_MATH = re.compile(r"(?<!\\)\$\$(.+?)\$\$", flags=re.S)
+# Inline math as pandoc reads it: no space just inside the dollars and no digit right after the closing one,
+# so "costs $5 and $6" stays prose.
+INLINE_MATH = re.compile(r"(?<![\\$])\$(?![\s$])([^$\n]+?)(?<![\s\\])\$(?!\d)")
+TEX_FIXES = ((r"\arg\max", r"\operatorname{arg\,max}"), (r"\arg\min", r"\operatorname{arg\,min}"), (r"\_", "_"))
+
+
+def tex_to_mathml(tex: str, display: bool, where: str) -> str:
+    """One formula as MathML (latex2mathml; browsers render MathML Core natively, no script, no network)."""
+    from latex2mathml.converter import convert
+
+    fixed = tex.strip()
+    for old, new in TEX_FIXES:   # commands latex2mathml does not know, in forms it does
+        fixed = fixed.replace(old, new)
+    try:
+        mathml = convert(fixed, display="block" if display else "inline")
+    except Exception as err:  # noqa: BLE001 - its parser raises several kinds; the message says which formula
+        raise BookError(f"{where}: formula ${tex}$ cannot be converted to MathML ({type(err).__name__}: {err})") from err
+    text = html.unescape(re.sub(r"<[^>]+>", "", mathml))
+    if "\\" in text or "merror" in mathml:
+        raise BookError(f"{where}: formula ${tex}$ holds a command latex2mathml does not know (it would show as "
+                        f"{text!r}); write it another way or add it to TEX_FIXES in tools/build_book.py")
+    return mathml.replace(' xmlns="http://www.w3.org/1998/Math/MathML"', "")
+
+
+def math_to_mathml(markdown: str, where: str) -> str:
+    """A markdown cell with its ``$...$`` and ``$$...$$`` formulas replaced by MathML (code spans untouched)."""
+    parts = CODE_IN_MARKDOWN.split(markdown)
+    for i in range(0, len(parts), 2):   # the even parts are prose, the odd ones code
+        prose = DISPLAY_MATH.sub(lambda m: tex_to_mathml(m.group(1), True, where), parts[i])
+        parts[i] = INLINE_MATH.sub(lambda m: tex_to_mathml(m.group(1), False, where), prose)
+    return "".join(parts)
+
+
 def make_page(source_path: Path, executed_path: Path, student_dir: Path = STUDENT):
     """The notebook a page shows: the source's cells, the executed copy's outputs, the student's exercise cells."""
     name = source_path.name
@@ -249,14 +306,16 @@ def make_page(source_path: Path, executed_path: Path, student_dir: Path = STUDEN
             if cell.cell_type == "code":
                 cell.outputs = []
         elif cell.cell_type == "code":
-            if HIDE_INPUT in cell.metadata.get("tags", []):   # drawing or plumbing code: the page shows its output only
-                cell.metadata["transient"] = {"remove_source": True}
+            if cell.metadata.get("jupyter", {}).get("source_hidden") and HIDE_INPUT not in cell.metadata.get("tags", []):
+                cell.metadata["tags"] = list(cell.metadata.get("tags", [])) + [HIDE_INPUT]   # collapsed in JupyterLab: folded here
             if shows_figure(cell) and not any(m in out.get("data", {}) for out in outputs for m in IMAGE_TYPES):
                 raise BookError(f"{where} calls plt.show() but its executed copy ({executed_path}) has no figure: "
                                 "was it run with MPLBACKEND=Agg? Run it again with --rerun")
             cell.outputs = outputs
         if cell.cell_type == "code":
             cell.execution_count = None
+        elif cell.cell_type == "markdown":
+            cell.source = math_to_mathml(cell.source, where)
         cell.metadata.pop("nbgrader", None)
     page.metadata.pop("widgets", None)
     return page
@@ -270,7 +329,7 @@ def course_title() -> str:
 # ----------------------------------------------------------------------------- HTML
 
 CSS = """
-.book-nav { display: flex; gap: 1.5em; align-items: baseline; flex-wrap: wrap; font-family: var(--jp-ui-font-family, sans-serif);
+.book-nav { display: flex; gap: 0.5em 1.5em; align-items: baseline; flex-wrap: wrap; font-family: var(--jp-ui-font-family, sans-serif);
   font-size: 14px; padding: 8px 0; margin: 0 0 12px 0; border-bottom: 1px solid #ddd; }
 .book-nav.bottom { border-bottom: none; border-top: 1px solid #ddd; margin: 24px 0 0 0; }
 .book-nav a { text-decoration: none; color: #1a5fb4; }
@@ -283,20 +342,150 @@ CSS = """
 .celltag_book-check::before { content: "Check cell: run it in the notebook after your answer (its output is not shown here)"; }
 """
 
+# Shared by every page (lesson pages and the index), written once as book.css.
+SITE_CSS = """/* tools/build_book.py: the book's layout (sidebar, search, contents, folded code, narrow screens). */
+:root { --book-sidebar: 17rem; --book-link: #1a5fb4; }
+body { margin: 0 0 0 var(--book-sidebar); }
+main { box-sizing: border-box; max-width: 62rem; min-width: 0; margin: 0 auto; padding: 0 1rem 2rem 1rem; }
+.book-sidebar { position: fixed; top: 0; left: 0; bottom: 0; width: var(--book-sidebar); box-sizing: border-box; overflow-y: auto;
+  padding: 12px 14px 24px 14px; background: #f7f7f8; border-right: 1px solid #ddd; z-index: 1000; line-height: 1.35;
+  font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; font-size: 14px; color: #222; }
+.book-sidebar a { color: var(--book-link); text-decoration: none; }
+.book-sidebar a:hover { text-decoration: underline; }
+.book-sidebar h2 { font-size: 12px; text-transform: uppercase; letter-spacing: 0.04em; color: #666; margin: 16px 0 6px 0; }
+.book-sidebar ol, .book-sidebar ul { list-style: none; margin: 0; padding: 0; }
+.book-lessons li a { display: block; padding: 3px 6px; border-radius: 4px; }
+.book-lessons li a[aria-current="page"] { background: #dde7f6; color: #123; font-weight: 600; }
+.book-toc li { padding: 2px 0; }
+.book-toc li.toc-h3 { padding-left: 1em; font-size: 13px; }
+.book-home { font-weight: 600; font-size: 15px; display: block; margin-bottom: 10px; }
+.book-search input { box-sizing: border-box; width: 100%; padding: 6px 8px; font-size: 14px; border: 1px solid #bbb; border-radius: 4px; }
+.book-search-results { margin-top: 6px !important; }
+.book-search-results li { padding: 5px 0; border-bottom: 1px solid #e4e4e4; }
+.book-search-results .hit-page { color: #555; font-size: 12px; display: block; }
+.book-search-results .hit-snippet { color: #444; font-size: 12px; margin: 2px 0 0 0; }
+.book-search-results .hit-none { color: #666; font-style: italic; }
+.book-topbar { display: none; }
+details.book-fold { margin: 2px 0; }
+details.book-fold > summary { cursor: pointer; font-family: system-ui, sans-serif; font-size: 13px; color: #555; padding: 4px 8px;
+  background: #f3f3f3; border: 1px solid #e0e0e0; border-radius: 4px; width: max-content; max-width: 100%; box-sizing: border-box; }
+details.book-fold[open] > summary { margin-bottom: 4px; }
+/* Nothing wider than the page: code, outputs, tables and long formulas scroll inside their own box. */
+main img, main svg { max-width: 100%; height: auto; }
+main pre, .jp-OutputArea-output, .jp-InputArea-editor, .jp-RenderedHTMLCommon table, main math[display="block"] {
+  max-width: 100%; overflow-x: auto; }
+.jp-RenderedHTMLCommon table { display: block; }
+main math[display="block"] { display: block; overflow-y: hidden; padding: 2px 0; }
+.jp-RenderedMarkdown { overflow-wrap: break-word; }
+.jp-Cell, .jp-Cell-inputWrapper, .jp-Cell-outputWrapper, .jp-OutputArea, .jp-InputArea { min-width: 0; max-width: 100%; }
+@media (max-width: 900px) {
+  body { margin-left: 0; }
+  .book-topbar { display: flex; gap: 1em; align-items: center; position: sticky; top: 0; z-index: 1001; background: #f7f7f8;
+    box-sizing: border-box; height: 2.75rem; border-bottom: 1px solid #ddd; padding: 0 10px; font-family: system-ui, sans-serif;
+    font-size: 14px; }
+  .book-topbar a { color: var(--book-link); text-decoration: none; min-width: 0; white-space: nowrap; overflow: hidden;
+    text-overflow: ellipsis; }
+  .book-topbar button { white-space: nowrap; font-size: 14px; padding: 4px 10px; border: 1px solid #bbb; border-radius: 4px; background: #fff; cursor: pointer; }
+  .book-sidebar { top: 2.75rem; width: min(20rem, 85vw); transform: translateX(-105%); visibility: hidden; box-shadow: 2px 0 12px rgba(0,0,0,0.2); }
+  body.book-sidebar-open .book-sidebar { transform: none; visibility: visible; }
+  main { padding: 0 0.5rem 2rem 0.5rem; }
+  main h1, main h2, main h3 { scroll-margin-top: 3rem; }   /* an anchor's heading below the sticky bar */
+  .jp-Notebook { padding: 0 !important; }
+}
+"""
+
+# The sidebar's button (narrow screens) and the search box, without any library: the index is search_index.js,
+# a script rather than JSON, so that it loads from file:// too (browsers refuse fetch() there).
+SITE_JS = r"""// tools/build_book.py: the sidebar's button and the search box (the index: search_index.js, window.BOOK_SEARCH).
+(function () {
+  'use strict';
+  var body = document.body, button = document.getElementById('book-menu'), sidebar = document.getElementById('book-sidebar');
+  function setOpen(open) {
+    body.classList.toggle('book-sidebar-open', open);
+    if (button) button.setAttribute('aria-expanded', String(open));
+  }
+  if (button) button.addEventListener('click', function () { setOpen(!body.classList.contains('book-sidebar-open')); });
+  if (sidebar) sidebar.addEventListener('click', function (e) { if (e.target.closest('a')) setOpen(false); });
+  document.addEventListener('keydown', function (e) { if (e.key === 'Escape') setOpen(false); });
+
+  var input = document.getElementById('book-search-input'), list = document.getElementById('book-search-results');
+  var sections = (window.BOOK_SEARCH || []).map(function (s) {
+    return {s: s, heading: (s.t + ' ' + s.h).toLowerCase(), all: (s.t + ' ' + s.h + ' ' + s.x).toLowerCase()};
+  });
+  function snippet(text, term) {
+    var at = text.toLowerCase().indexOf(term);
+    if (at < 0) return text.slice(0, 140) + (text.length > 140 ? '…' : '');
+    var start = Math.max(0, at - 60);
+    return (start > 0 ? '…' : '') + text.slice(start, at + 100) + (at + 100 < text.length ? '…' : '');
+  }
+  function show(query) {
+    var terms = query.toLowerCase().split(/\s+/).filter(function (t) { return t.length > 0; });
+    list.textContent = '';
+    if (!terms.length || query.trim().length < 2) return;
+    var hits = [];
+    sections.forEach(function (e) {
+      if (!terms.every(function (t) { return e.all.indexOf(t) >= 0; })) return;
+      var score = 0;
+      terms.forEach(function (t) { if (e.heading.indexOf(t) >= 0) score += 10; score += Math.min(5, e.all.split(t).length - 1); });
+      hits.push({e: e, score: score});
+    });
+    hits.sort(function (a, b) { return b.score - a.score; });
+    if (!hits.length) {
+      var none = document.createElement('li'); none.className = 'hit-none'; none.textContent = 'No section mentions that.';
+      list.appendChild(none); return;
+    }
+    hits.slice(0, 20).forEach(function (hit) {
+      var s = hit.e.s, li = document.createElement('li'), a = document.createElement('a'), page = document.createElement('span');
+      a.href = s.p + (s.a ? '#' + s.a : '');
+      page.className = 'hit-page'; page.textContent = s.t;
+      a.appendChild(page); a.appendChild(document.createTextNode(s.h || s.t));
+      var p = document.createElement('p'); p.className = 'hit-snippet'; p.textContent = snippet(s.x, terms[0]);
+      li.appendChild(a); li.appendChild(p); list.appendChild(li);
+    });
+  }
+  if (input && list) {
+    input.addEventListener('input', function () { show(input.value); });
+    input.addEventListener('keydown', function (e) {
+      var first = list.querySelector('a');
+      if (e.key === 'Enter' && first) { window.location.href = first.href; }
+    });
+  }
+})();
+"""
+
 TEMPLATE = r"""{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
-{%- block extra_css -%}<style type="text/css">""" + CSS + r"""</style>{%- endblock extra_css -%}
+{%- block html_head_css -%}<style type="text/css">""" + CSS + r"""</style>
+<link rel="stylesheet" href="book.css">{%- endblock html_head_css -%}
 {%- block body_header -%}
-{{ super() }}
+<body class="jp-Notebook" data-jp-theme-light="true" data-jp-theme-name="JupyterLab Light">
+{{ resources.book_sidebar }}
+<main>
 {{ resources.book_nav_top }}
 {%- endblock body_header -%}
 {% block body_footer %}
 {{ resources.book_nav_bottom }}
-{{ super() }}
+</main>
+<script src="search_index.js"></script>
+<script src="book.js"></script>
+</body>
 {% endblock body_footer %}
+{% block input_group -%}
+{%- if 'hide-input' in cell.metadata.get('tags', []) -%}
+<details class="book-fold"><summary>Show code</summary>
+{{ super() }}
+</details>
+{%- else -%}
+{{ super() }}
+{%- endif -%}
+{% endblock input_group %}
 """
+TOC_MARK = "<!-- book: the page's contents -->"
+ASSETS = {"book.css": SITE_CSS, "book.js": SITE_JS}
+SEARCH_INDEX = "search_index.js"
 
 
 def _exporter():
@@ -323,8 +512,85 @@ def _nav(pages: list[dict], index: int, where: str) -> str:
     return f'<nav class="book-nav {where}">' + "".join(parts) + "</nav>"
 
 
-def index_html(course: str, rows: list[dict]) -> str:
-    """The index page: the notebook map (lesson, CPU minutes, where to run it)."""
+def sidebar_html(course: str, pages: list[dict], current: str | None) -> str:
+    """The bar on every page: search, every lesson built (the current one marked), and the page's contents
+    (``TOC_MARK``, filled in once the page is rendered). Behind the ☰ button on narrow screens."""
+    items = []
+    for entry in pages:
+        mark = ' aria-current="page"' if entry["page"] == current else ""
+        items.append(f'<li><a href="{entry["page"]}"{mark}>{html.escape(entry["title"])}</a></li>')
+    return f"""<header class="book-topbar"><button id="book-menu" type="button" aria-controls="book-sidebar" aria-expanded="false">&#9776; Menu</button>
+<a href="index.html">{html.escape(course)}</a></header>
+<aside id="book-sidebar" class="book-sidebar">
+<a class="book-home" href="index.html">{html.escape(course)}</a>
+<div class="book-search" role="search"><input id="book-search-input" type="search" placeholder="Search the course" aria-label="Search the course" autocomplete="off">
+<ol id="book-search-results" class="book-search-results" aria-live="polite"></ol></div>
+<nav class="book-lessons" aria-label="Lessons"><h2>Lessons</h2><ol>
+{chr(10).join(items)}
+</ol></nav>
+{TOC_MARK if current else ""}
+</aside>
+"""
+
+
+HEADING_ID = re.compile(r'(<h[1-6] id=")([^"]+)(">.*?</h[1-6]>)', flags=re.S)
+
+
+def unique_heading_ids(page_html: str) -> str:
+    """nbconvert gives two headings with the same text the same id ("Self-check"); the second becomes
+    "Self-check-2" (its anchor link too), so that each entry of the page's contents leads to its own section."""
+    seen: dict[str, int] = {}
+
+    def renumber(match):
+        ident = match.group(2)
+        seen[ident] = seen.get(ident, 0) + 1
+        if seen[ident] == 1:
+            return match.group(0)
+        new = f"{ident}-{seen[ident]}"
+        return match.group(1) + new + match.group(3).replace(f'href="#{ident}"', f'href="#{new}"')
+
+    return HEADING_ID.sub(renumber, page_html)
+
+
+def page_sections(page_html: str) -> list[dict]:
+    """The page's headings (h1-h3, with nbconvert's anchors) and, under each, the text of its prose (no code,
+    no outputs, no formulas): the page's contents and its part of the search index."""
+    from bs4 import BeautifulSoup   # a dependency of nbconvert
+
+    soup = BeautifulSoup(page_html, "html.parser")
+    sections = [{"level": 1, "anchor": "", "heading": "", "text": []}]
+    for cell in soup.select("main .jp-MarkdownCell .jp-RenderedMarkdown"):
+        for element in cell.find_all(recursive=False):
+            if element.name in ("h1", "h2", "h3"):
+                for link in element.select("a.anchor-link"):
+                    link.decompose()
+                sections.append({"level": int(element.name[1]), "anchor": element.get("id", ""),
+                                 "heading": " ".join(element.get_text().split()), "text": []})
+                continue
+            for formula in element.find_all("math"):
+                formula.replace_with(" ")
+            text = " ".join(element.get_text().split())   # inline markup joined as the reader sees it
+            if text:
+                sections[-1]["text"].append(text)
+    return [dict(s, text=" ".join(s["text"])) for s in sections if s["heading"] or s["text"]]
+
+
+def toc_html(sections: list[dict]) -> str:
+    items = [f'<li class="toc-h{s["level"]}"><a href="#{html.escape(s["anchor"])}">{html.escape(s["heading"])}</a></li>'
+             for s in sections if s["level"] in (2, 3) and s["anchor"]]
+    if not items:
+        return ""
+    return '<nav class="book-toc" aria-label="On this page"><h2>On this page</h2><ul>\n' + "\n".join(items) + "\n</ul></nav>"
+
+
+def search_index_js(index: list[dict]) -> str:
+    data = json.dumps(index, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    return ("// tools/build_book.py: the search index, one entry per section (p: page, t: lesson, a: anchor, "
+            "h: heading, x: text).\nwindow.BOOK_SEARCH = " + data + ";\n")
+
+
+def index_html(course: str, rows: list[dict], pages: list[dict]) -> str:
+    """The index page: the notebook map (lesson, CPU minutes, where to run it), with the sidebar and search."""
     from finetune_utils import REPO, REPO_BRANCH  # the repository address the Colab links use
 
     body = []
@@ -337,14 +603,17 @@ def index_html(course: str, rows: list[dict]) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1.0">
 <title>{html.escape(course)}</title>
+<link rel="stylesheet" href="book.css">
 <style>
-body {{ font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; max-width: 60em; margin: 2em auto;
-  padding: 0 1em; line-height: 1.5; color: #222; }}
+body {{ font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; line-height: 1.5; color: #222; }}
+main {{ max-width: 60em; padding-top: 1em; }}
 table {{ border-collapse: collapse; width: 100%; }} th, td {{ text-align: left; padding: 6px 10px; border-bottom: 1px solid #ddd; }}
-a {{ color: #1a5fb4; text-decoration: none; }} a:hover {{ text-decoration: underline; }}
+main a {{ color: #1a5fb4; text-decoration: none; }} main a:hover {{ text-decoration: underline; }}
 .note {{ color: #555; font-size: 0.95em; }}
 </style></head>
-<body><main>
+<body>
+{sidebar_html(course, pages, None)}
+<main>
 <h1>{html.escape(course)}</h1>
 <p>The lessons as they look after running them top to bottom: prose, code, printed output and figures.
 Exercises show the version students get, without answers or check results; the self-check questions
@@ -355,7 +624,10 @@ To work through a lesson, run it yourself: <code>make lab</code> opens the noteb
 {chr(10).join(body)}
 </tbody></table>
 <p class="note">Built by <code>make book</code> (tools/build_book.py) from the executed lessons.</p>
-</main></body></html>
+</main>
+<script src="search_index.js"></script>
+<script src="book.js"></script>
+</body></html>
 """
 
 
@@ -403,15 +675,25 @@ def build(out: Path = OUT, selected: list[str] | None = None, *, execute_missing
     staging = Path(tempfile.mkdtemp(prefix=".book-", dir=out.parent))
     staging.chmod(0o755)   # mkdtemp makes it private; a site is for reading
     try:
+        search = []
         for i, entry in enumerate(built):
             page = make_page(SOURCES / entry["source"], ROOT / entry["executed"])
             page.metadata["title"] = f"{entry['title']} — {course}"
             body, _ = exporter.from_notebook_node(page, resources={
                 "book_nav_top": _nav(built, i, "top"), "book_nav_bottom": _nav(built, i, "bottom"),
+                "book_sidebar": sidebar_html(course, built, entry["page"]),
                 "metadata": {"name": entry["title"]},
             })
+            body = unique_heading_ids(body)
+            sections = page_sections(body)
+            body = body.replace(TOC_MARK, toc_html(sections), 1)
+            search.extend({"p": entry["page"], "t": entry["title"], "a": s["anchor"] if s["level"] > 1 else "",
+                           "h": s["heading"], "x": s["text"]} for s in sections)
             (staging / entry["page"]).write_text(body, encoding="utf-8")
-        (staging / "index.html").write_text(index_html(course, [asdict(e) for e in entries]), encoding="utf-8")
+        (staging / "index.html").write_text(index_html(course, [asdict(e) for e in entries], built), encoding="utf-8")
+        for name, text in ASSETS.items():
+            (staging / name).write_text(text, encoding="utf-8")
+        (staging / SEARCH_INDEX).write_text(search_index_js(search), encoding="utf-8")
         integrity.write_mark(staging, MANIFEST, WRITER, built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                              lessons=[asdict(e) for e in entries])
         if out.exists():
@@ -438,7 +720,7 @@ def _check_replaceable(out: Path) -> None:
     """Refuse unless ``out`` holds only what an earlier build wrote: its manifest, index and the pages it lists."""
     try:
         manifest = integrity.read_mark(out, MANIFEST, WRITER)
-        ours = {MANIFEST, "index.html"} | {lesson["page"] for lesson in manifest["lessons"] if lesson.get("page")}
+        ours = {MANIFEST, "index.html", SEARCH_INDEX, *ASSETS} | {lesson["page"] for lesson in manifest["lessons"] if lesson.get("page")}
     except (KeyError, TypeError, AttributeError):
         ours = set()
     others = sorted(p.name for p in out.iterdir() if p.name not in ours or not p.is_file() or p.is_symlink())
