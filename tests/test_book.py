@@ -225,9 +225,10 @@ _PAGE_JS = """
     open_folds: main.querySelectorAll('details.book-fold[open]').length,
     folded_code_shown: [...main.querySelectorAll('details.book-fold .jp-InputArea')]
                          .filter(e => e.checkVisibility({visibilityProperty: true})).length,
+    // TeX left in the prose, as the builder reads it ("$5 and $6" is prose, not a formula)
     raw_tex: [...main.querySelectorAll('.jp-MarkdownCell .jp-RenderedMarkdown')].map(cell => {
                const c = cell.cloneNode(true); c.querySelectorAll('code, pre, math').forEach(e => e.remove());
-               return c.textContent; }).join('\\n').match(/\\$\\$[\\s\\S]+?\\$\\$|\\$[^$\\s][^$\\n]*?\\$/g) || [],
+               return c.textContent; }).join('\\n').match(/\\$\\$[\\s\\S]+?\\$\\$|\\$[^$\\s](?:[^$\\n]*?[^$\\s])?\\$(?!\\d)/g) || [],
     formulas: main.querySelectorAll('.jp-MarkdownCell math').length,
     flat_formulas: [...main.querySelectorAll('.jp-MarkdownCell math')]
                      .filter(m => { const r = m.getBoundingClientRect(); return r.width < 1 || r.height < 1; }).length,

@@ -248,7 +248,7 @@ DISPLAY_MATH = re.compile(r"(?<!\\)\$\$(.+?)\$\$", flags=re.S)
 # Inline math as pandoc reads it: no space just inside the dollars and no digit right after the closing one,
 # so "costs $5 and $6" stays prose.
 INLINE_MATH = re.compile(r"(?<![\\$])\$(?![\s$])([^$\n]+?)(?<![\s\\])\$(?!\d)")
-TEX_FIXES = ((r"\arg\max", r"\operatorname{arg\,max}"), (r"\arg\min", r"\operatorname{arg\,min}"), (r"\_", "_"))
+TEX_FIXES = ((r"\arg\max", r"\mathrm{arg\,max}"), (r"\arg\min", r"\mathrm{arg\,min}"), (r"\_", "_"))
 
 
 def tex_to_mathml(tex: str, display: bool, where: str) -> str:
