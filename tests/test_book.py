@@ -350,7 +350,8 @@ def test_book_pages_render_in_chromium(book):
                 page.locator("#book-sidebar .book-toc a").last.click()
                 page.wait_for_function("h => decodeURIComponent(location.hash) === h", arg=target)
                 top = page.evaluate("h => document.getElementById(h.slice(1)).getBoundingClientRect().top", target)
-                assert 0 <= top < 900, f"{entry.page}: contents link {target} leaves its heading at y={top}, off screen"
+                # the browser scrolls the heading to the top, give or take a fraction of a pixel (y=-0.47 was seen)
+                assert -2 <= top < 900, f"{entry.page}: contents link {target} leaves its heading at y={top}, off screen"
                 # Drawing code folded (closed, its code not shown; its figure counted above); formulas drawn, no TeX.
                 folds = folded_cells(build_book.SOURCES / entry.source)
                 assert (state["folds"], state["open_folds"], state["folded_code_shown"]) == (folds, 0, 0), where
