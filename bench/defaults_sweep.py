@@ -102,7 +102,8 @@ def run(source: list[str], setting: str, seed: int, out: Path, extra: list[str],
     metrics = json.loads((out / "metrics.json").read_text())
     if train.foreign_files(out) == []:  # the command's own run, nothing else in it (its mark says so)
         shutil.rmtree(out)  # a model per run would fill the disk: keep only the numbers
-    return {"val": metrics["validation"]["macro_f1"], "epochs": metrics["epochs"], "kept": metrics["epoch_kept"],
+    return {"val": (metrics.get("validation") or {}).get("macro_f1"),  # None: a run without validation
+            "epochs": metrics["epochs"], "kept": metrics["epoch_kept"],
             "wall": time.perf_counter() - start, "test": (metrics.get("test") or {}).get("macro_f1")}
 
 

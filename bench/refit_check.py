@@ -21,15 +21,11 @@ the carve-out's, since it needs E from that run.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from defaults_sweep import DATA_SETS, spread, write_variant  # noqa: E402
-from finetune_utils import data, train  # noqa: E402
+from defaults_sweep import DATA_SETS, run, spread, write_variant  # noqa: E402
+from finetune_utils import data  # noqa: E402
 
 
 def user_folder(name: str, variant: str, folder: Path, small_rows: int) -> list[str]:
@@ -48,20 +44,6 @@ def user_folder(name: str, variant: str, folder: Path, small_rows: int) -> list[
     shutil.copy(folder / "all" / "train.jsonl", folder / "user" / "train.jsonl")
     shutil.copy(folder / "all" / "validation.jsonl", folder / "user" / "test.jsonl")
     return ["--data", str(folder / "user"), *options]
-
-
-def run(source: list[str], options: list[str], out: Path, threads: str | None) -> dict:
-    cmd = [sys.executable, "-m", "finetune_utils.train", *source, *options, "--output", str(out), "--quiet"]
-    env = dict(os.environ, **({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads} if threads else {}))
-    start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        sys.exit(f"FAILED: {' '.join(cmd)}\n{done.stderr[-2000:]}")
-    metrics = json.loads((out / "metrics.json").read_text())
-    if train.foreign_files(out) == []:  # the command's own run, nothing else in it (its mark says so)
-        shutil.rmtree(out)
-    return {"score": metrics["test"]["macro_f1"], "kept": metrics["epoch_kept"], "epochs": metrics["epochs"],
-            "wall": time.perf_counter() - start}
 
 
 def main() -> None:
@@ -81,9 +63,10 @@ def main() -> None:
         def both(i, cell, seed):
             source = user_folder(*cell, Path(tmp) / f"data-{i}", args.small_rows)
             threads = "1" if args.jobs > 1 else None
-            carve = run(source, ["--seed", str(seed), *extra], Path(tmp) / f"carve-{i}", threads)
-            refit = run(source, ["--seed", str(seed), "--validation_share", "0", "--num_train_epochs", str(carve["kept"]),
-                                 "--keep_epoch", "last", *extra], Path(tmp) / f"refit-{i}", threads)
+            # the command scores the course's validation split as its test file: "test" is that score here
+            carve = run(source, "", seed, Path(tmp) / f"carve-{i}", extra, threads)
+            refit = run(source, f"--validation_share 0 --num_train_epochs {carve['kept']} --keep_epoch last", seed,
+                        Path(tmp) / f"refit-{i}", extra, threads)
             return carve, refit
 
         jobs = [(cell, seed) for cell in cells for seed in args.seeds]
@@ -92,13 +75,13 @@ def main() -> None:
         for (cell, seed), future in zip(jobs, futures):
             carve, refit = future.result()
             results.setdefault(cell, []).append((carve, refit))
-            print(f"{cell[0]:<18} {cell[1]:<6} seed {seed}: carve-out {carve['score']:.3f} (epoch {carve['kept']} of "
-                  f"{carve['epochs']}, {carve['wall']:.0f} s), refit {refit['score']:.3f} ({refit['wall']:.0f} s)", flush=True)
+            print(f"{cell[0]:<18} {cell[1]:<6} seed {seed}: carve-out {carve['test']:.3f} (epoch {carve['kept']} of "
+                  f"{carve['epochs']}, {carve['wall']:.0f} s), refit {refit['test']:.3f} ({refit['wall']:.0f} s)", flush=True)
     print("\n| cell | carve-out (defaults) | refit on all rows | difference | wall: carve-out | wall: + refit |")
     print("|---|---|---|---|---|---|")
     for cell, pairs in results.items():
-        diffs = [r["score"] - c["score"] for c, r in pairs]
-        print(f"| {cell[0]} ({cell[1]}) | {spread([c['score'] for c, _ in pairs])} | {spread([r['score'] for _, r in pairs])} "
+        diffs = [r["test"] - c["test"] for c, r in pairs]
+        print(f"| {cell[0]} ({cell[1]}) | {spread([c['test'] for c, _ in pairs])} | {spread([r['test'] for _, r in pairs])} "
               f"| {statistics.mean(diffs):+.3f} (seeds: {', '.join(f'{d:+.3f}' for d in diffs)}) "
               f"| {statistics.mean(c['wall'] for c, _ in pairs):.0f} s | +{statistics.mean(r['wall'] for _, r in pairs):.0f} s |")
     print(f"\nmacro-F1 on each course set's validation split, which the command never saw; seeds {args.seeds}; "
