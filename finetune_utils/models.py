@@ -181,9 +181,9 @@ def _convert_gguf(target: Path) -> None:
     gguf_cache.convert_gguf(gguf_path(), target, CAUSAL_LM.name)
 
 
-def _cache_ok(folder: Path) -> bool:
+def _cache_ok(folder: Path, full: bool) -> bool:
     try:
-        gguf_cache.check_cache(folder, full=False)
+        gguf_cache.check_cache(folder, full=full)
         return True
     except gguf_cache.ModelCacheError:
         return False
@@ -216,7 +216,7 @@ def causal_lm_path(rebuild: bool = False, verify: bool = False) -> Path:
             file=sys.stderr,
         )
         _convert_gguf(tmp)
-        if not rebuild and _cache_ok(folder):  # another process (a lesson, a test worker) finished first: keep it
+        if not rebuild and _cache_ok(folder, verify):  # another process (a lesson, a test worker) finished first: keep it
             return folder
         if folder.exists():
             shutil.rmtree(folder)
@@ -224,7 +224,7 @@ def causal_lm_path(rebuild: bool = False, verify: bool = False) -> Path:
         try:
             os.replace(tmp, folder)
         except OSError:  # another process renamed its conversion into place between the check and here
-            if rebuild or not _cache_ok(folder):
+            if rebuild or not _cache_ok(folder, verify):
                 raise
     finally:
         if tmp.exists():
