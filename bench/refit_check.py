@@ -21,7 +21,6 @@ the carve-out's, since it needs E from that run.
 from __future__ import annotations
 
 import argparse
-import random
 import shutil
 import statistics
 import sys
@@ -89,5 +88,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    random.seed(0)
     main()
